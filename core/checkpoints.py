@@ -1,0 +1,278 @@
+"""Save and load a model with its metadata in one safetensors file; import torchvision weights.
+
+Loading never runs code from a file: ``.safetensors`` holds only tensors and a JSON header,
+and ``.pth`` imports go through ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .atomic import atomic_path
+from .errors import CheckpointError
+from .labels import LabelClass, classes_from_names, default_classes
+from .models import FCN, build_model, replace_classifier
+from .weights import load_pretrained_state, source_for_backbone
+
+FORMAT = "fcn-gui-checkpoint"
+FORMAT_VERSION = 1
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INIT_CHOICES = ("none", "imagenet", "voc")
+
+
+@dataclass
+class ModelInfo:
+    """Everything about a model except its weights."""
+
+    variant: str = "fcn8s"
+    backbone: str = "vgg16"
+    classes: list[LabelClass] = field(default_factory=default_classes)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    trained: bool = False
+    source: str = "random initialisation"
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["classes"] = [{"name": c.name, "color": list(c.color)} for c in self.classes]
+        return json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **data})
+
+    @classmethod
+    def from_json(cls, text: str, path: Path) -> ModelInfo:
+        try:
+            data = json.loads(text)
+            if data.get("format") != FORMAT:
+                raise ValueError("not an fcn-gui checkpoint")
+            if int(data.get("version", 0)) > FORMAT_VERSION:
+                raise CheckpointError(
+                    f"written by a newer fcn-gui (format {data['version']}); update fcn-gui to load it", path
+                )
+            classes = [LabelClass(c["name"], tuple(c["color"])) for c in data["classes"]]
+            return cls(
+                variant=data["variant"],
+                backbone=data["backbone"],
+                classes=classes,
+                mean=tuple(data["mean"]),
+                std=tuple(data["std"]),
+                trained=bool(data["trained"]),
+                source=data.get("source", str(path)),
+                training=dict(data.get("training", {})),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(
+                f"the metadata header is malformed ({exc}); re-save the checkpoint", path
+            ) from exc
+
+    def describe(self) -> str:
+        """One line for a status bar or a log."""
+        state = "trained" if self.trained else "UNTRAINED: predictions are meaningless until fine-tuned"
+        return f"{self.variant.upper()} {self.backbone}, {self.num_classes} classes, {state}"
+
+
+@dataclass
+class SegmentationModel:
+    """A network with the metadata needed to run it and to save it again."""
+
+    module: nn.Module
+    info: ModelInfo
+
+
+def new_model(info: ModelInfo, *, init: str = "none", allow_download: bool = False) -> SegmentationModel:
+    """Build a model for ``info`` initialised from ``init``.
+
+    ``none``: random trunk. ``imagenet``: VGG16 ImageNet weights for the trunk and FC6/FC7.
+    ``voc``: torchvision's FCN-ResNet COCO-with-VOC-labels weights (ResNet backbones), whose
+    21-class head is kept if ``info`` has 21 classes and re-created otherwise. Weights come
+    from torch's hub cache; they are downloaded only with ``allow_download``.
+    """
+    if init not in INIT_CHOICES:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INIT_CHOICES)}")
+    module = build_model(info.variant, num_classes=info.num_classes, backbone=info.backbone)
+    info = ModelInfo(**{**asdict(info), "classes": list(info.classes)})
+    if init == "imagenet":
+        if not isinstance(module, FCN):
+            raise ValueError(
+                "ImageNet VGG16 weights initialise the vgg16 backbone; for ResNet use init 'voc'"
+            )
+        source = source_for_backbone("vgg16")
+        module.load_vgg16_state_dict(load_pretrained_state(source, allow_download=allow_download))
+        info.source, info.trained = f"ImageNet VGG16 ({source.filename})", False
+    elif init == "voc":
+        if isinstance(module, FCN):
+            raise ValueError(
+                "COCO-with-VOC-labels weights exist for resnet50/resnet101; for vgg16 use init 'imagenet'"
+            )
+        source = source_for_backbone(info.backbone)
+        state = load_pretrained_state(source, allow_download=allow_download)
+        replace_classifier(module, 21)
+        _load_state(module, _torchvision_fcn_state(state), source.cache_path)
+        if info.num_classes != 21:
+            replace_classifier(module, info.num_classes)
+        info.source, info.trained = f"torchvision {source.filename}", info.num_classes == 21
+    return SegmentationModel(module.eval(), info)
+
+
+def save_checkpoint(path: str | Path, model: SegmentationModel) -> None:
+    """Write weights and metadata to ``path`` (safetensors), atomically."""
+    module = getattr(model.module, "module", model.module)  # unwrap DistributedDataParallel
+    state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"fcn_gui": model.info.to_json()})
+
+
+def read_info(path: str | Path) -> ModelInfo:
+    """The metadata of an fcn-gui checkpoint, without loading its weights."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError("checkpoint not found; check the path", path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"not a safetensors checkpoint ({exc}); load .pth files through the import", path
+        ) from exc
+    if "fcn_gui" not in meta:
+        raise CheckpointError(
+            "a safetensors file without fcn-gui metadata; it holds no model description", path
+        )
+    return ModelInfo.from_json(meta["fcn_gui"], path)
+
+
+def load_checkpoint(
+    path: str | Path, *, device: str | torch.device = "cpu", num_classes: int | None = None
+) -> SegmentationModel:
+    """Load a checkpoint: our ``.safetensors``, or a ``.pth``/``.pt`` torchvision state dict.
+
+    With ``num_classes``, a checkpoint for another class count raises ``CheckpointError``.
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".pth", ".pt"):
+        model = import_state_dict(path)
+    else:
+        info = read_info(path)
+        module = build_model(info.variant, num_classes=info.num_classes, backbone=info.backbone)
+        with safe_open(str(path), framework="pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+        _load_state(module, state, path, info)
+        model = SegmentationModel(module.eval(), info)
+    if num_classes is not None and model.info.num_classes != num_classes:
+        raise CheckpointError(
+            f"the checkpoint predicts {model.info.num_classes} classes but {num_classes} are needed; "
+            "fine-tune it on this class list or pick a matching checkpoint",
+            path,
+        )
+    model.module.to(device)
+    return model
+
+
+def import_state_dict(path: str | Path) -> SegmentationModel:
+    """Turn a torchvision ``.pth`` (VGG16 ImageNet, FCN-ResNet, or one of our FCNs) into a model."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise CheckpointError("checkpoint not found; check the path", path) from exc
+    except Exception as exc:
+        raise CheckpointError(
+            f"not a plain PyTorch state dict ({type(exc).__name__}); only tensors are loaded, never code",
+            path,
+        ) from exc
+    if isinstance(state, dict):
+        state = state.get("model", state.get("state_dict", state))
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError("does not hold a state dict of tensors", path)
+    keys = set(state)
+    if "classifier.0.weight" in keys and "features.0.weight" in keys:
+        info = ModelInfo(source=f"ImageNet VGG16 ({path.name})")
+        module = build_model("fcn8s", num_classes=info.num_classes)
+        try:
+            module.load_vgg16_state_dict(state)
+        except (RuntimeError, KeyError) as exc:
+            raise CheckpointError(f"not a VGG16 state dict ({exc})", path) from exc
+        return SegmentationModel(module.eval(), info)
+    if any(k.startswith("backbone.layer4") for k in keys):
+        state = _torchvision_fcn_state(state)
+        backbone = "resnet101" if any(k.startswith("net.backbone.layer3.22") for k in state) else "resnet50"
+        n = state["net.classifier.4.weight"].shape[0]
+        classes = default_classes() if n == 21 else classes_from_names([f"class {i}" for i in range(n)])
+        info = ModelInfo("fcn8s", backbone, classes, trained=True, source=f"torchvision {path.name}")
+    elif "fc6.weight" in keys and "score.weight" in keys:
+        variant = (
+            "fcn8s"
+            if "score_pool3.weight" in keys
+            else "fcn16s"
+            if "score_pool4.weight" in keys
+            else "fcn32s"
+        )
+        n = state["score.weight"].shape[0]
+        classes = default_classes() if n == 21 else classes_from_names([f"class {i}" for i in range(n)])
+        info = ModelInfo(variant, "vgg16", classes, trained=True, source=path.name)
+    else:
+        raise CheckpointError(
+            "unrecognised state dict (expected torchvision VGG16, FCN-ResNet50/101 or an fcn-gui FCN)", path
+        )
+    module = build_model(info.variant, num_classes=info.num_classes, backbone=info.backbone)
+    _load_state(module, state, path, info)
+    return SegmentationModel(module.eval(), info)
+
+
+def _torchvision_fcn_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """torchvision FCN-ResNet keys under our wrapper's ``net.`` prefix, auxiliary head dropped."""
+    return {f"net.{k}": v for k, v in state.items() if not k.startswith("aux_classifier")}
+
+
+def _load_state(
+    module: nn.Module, state: dict[str, torch.Tensor], path: Path, info: ModelInfo | None = None
+) -> None:
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape]
+    if not (missing or unexpected or wrong):
+        module.load_state_dict(state)
+        return
+    held = _describe_state(state)
+    want = f"{info.variant}/{info.backbone} with {info.num_classes} classes" if info else "the model"
+    details = []
+    if wrong:
+        k = sorted(wrong)[0]
+        details.append(f"{k} is {tuple(state[k].shape)} but {tuple(expected[k].shape)} is expected")
+    if missing:
+        details.append(f"{len(missing)} tensors missing (e.g. {missing[0]})")
+    if unexpected:
+        details.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+    raise CheckpointError(
+        f"the file holds {held}, which does not fit {want}: {'; '.join(details)}; "
+        "use a checkpoint saved for this variant, backbone and class list",
+        path,
+    )
+
+
+def _describe_state(state: dict[str, torch.Tensor]) -> str:
+    if "score.weight" in state:
+        variant = (
+            "fcn8s"
+            if "score_pool3.weight" in state
+            else "fcn16s"
+            if "score_pool4.weight" in state
+            else "fcn32s"
+        )
+        return f"{variant}/vgg16 with {state['score.weight'].shape[0]} classes"
+    if "net.classifier.4.weight" in state:
+        return f"an FCN-ResNet with {state['net.classifier.4.weight'].shape[0]} classes"
+    return f"{len(state)} tensors of an unknown model"

@@ -1,0 +1,172 @@
+"""The command-line face of fcn-gui: ``segment``, ``train``, ``eval``, ``export``, ``import``, ``info``.
+
+Nothing here imports Qt. Each subcommand prints one line per error and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import FcnGuiError
+
+SUBCOMMANDS = ("segment", "train", "eval", "export", "import", "info")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="fcn-gui",
+        description="Semantic-segmentation labelling with FCN-32s/16s/8s. No subcommand opens the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"fcn-gui {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = sub.add_parser("info", help="parameters, GFLOPs and device for a model")
+    _model_args(info)
+    info.add_argument(
+        "--size", type=int, default=500, help="square input size for the FLOP count (default 500)"
+    )
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.set_defaults(func=cmd_info)
+
+    seg = sub.add_parser("segment", help="write a VOC label PNG for every image")
+    seg.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    seg.add_argument("--out", required=True, type=Path, help="output folder")
+    _model_args(seg)
+    _device_args(seg)
+    seg.add_argument("--tile", type=int, help="largest tile side in pixels (default: whole image if it fits)")
+    seg.add_argument(
+        "--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default 64)"
+    )
+    seg.add_argument("--recursive", action="store_true", help="include images in subfolders")
+    seg.add_argument("--overwrite", action="store_true", help="redo images whose label already exists")
+    seg.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.jpg")
+    seg.add_argument("--confidence", action="store_true", help="also write <stem>_confidence.png (0-255)")
+    seg.add_argument("--max-pixels", type=int, default=None, help="refuse images larger than this")
+    seg.set_defaults(func=cmd_segment)
+    return parser
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, help="fcn-gui .safetensors or torchvision .pth weights")
+    p.add_argument("--variant", default="fcn8s", choices=("fcn32s", "fcn16s", "fcn8s"))
+    p.add_argument("--backbone", default="vgg16", choices=("vgg16", "resnet50", "resnet101"))
+
+
+def _device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand; return the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FcnGuiError as exc:
+        print(f"fcn-gui {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fcn-gui {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def load_or_build(args: argparse.Namespace, device: Any = "cpu"):
+    """The model named by ``--checkpoint``, or an untrained one of ``--variant``/``--backbone``."""
+    from .checkpoints import ModelInfo, load_checkpoint, new_model
+
+    if args.checkpoint is not None:
+        return load_checkpoint(args.checkpoint, device=device)
+    model = new_model(ModelInfo(variant=args.variant, backbone=args.backbone))
+    warn(f"no --checkpoint: {model.info.describe()}")
+    return model
+
+
+def warn(message: str) -> None:
+    """Print a warning line on stderr."""
+    print(f"fcn-gui: warning: {message}", file=sys.stderr)
+
+
+def run_with_progress(gen: Generator, *, unit: str, desc: str, disable: bool = False) -> Any:
+    """Drive a core progress generator under a tqdm bar; return its result.
+
+    Ctrl+C closes the generator first, so its cleanup runs before the interrupt propagates.
+    """
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit=unit, desc=desc, disable=disable, dynamic_ncols=True)
+    try:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if event.total and bar.total != event.total:
+                bar.total = event.total
+            bar.n = event.done
+            if event.message:
+                bar.set_postfix_str(event.message[-40:], refresh=False)
+            bar.refresh()
+    finally:
+        gen.close()
+        bar.close()
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """``fcn-gui info``: model size and cost."""
+    from .devices import choose_device, describe_device
+    from .flops import model_summary
+
+    summary = model_summary(args.variant, args.backbone, size=args.size, checkpoint=args.checkpoint)
+    summary["device"] = describe_device(choose_device("auto"))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for key, value in summary.items():
+            print(f"{key:>20}: {value}")
+    return 0
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    """``fcn-gui segment``: label PNGs for files and folders."""
+    from .devices import choose_device
+    from .files import distributed_rank
+    from .images import DEFAULT_MAX_PIXELS
+    from .predict import Predictor
+    from .segment import options_from_env, segment_paths
+
+    rank, world, local_rank = distributed_rank()
+    device = choose_device(args.device)
+    if device.type == "cuda" and device.index is None and world > 1:
+        import torch
+
+        device = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
+    model = load_or_build(args, device)
+    predictor = Predictor(model, device=device, tile=args.tile, overlap=args.overlap)
+    options = options_from_env(
+        args.out,
+        recursive=args.recursive,
+        overwrite=args.overwrite,
+        overlay=args.overlay,
+        confidence=args.confidence,
+        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+    )
+    gen = segment_paths(predictor, args.inputs, options)
+    prefix = f"[rank {rank}/{world}] " if world > 1 else ""
+    report = run_with_progress(gen, unit="img", desc=f"{prefix}segment", disable=rank != 0)
+    for message in predictor.warnings:
+        warn(message)
+    print(prefix + report.summary(), file=sys.stderr if report.failed else sys.stdout)
+    return 0 if report.ok else 1
+
+
+def dispatch(name: str) -> Callable[[argparse.Namespace], int]:
+    """The handler of subcommand ``name`` (for tests and the frozen app)."""
+    return {"info": cmd_info, "segment": cmd_segment}[name]

@@ -1,0 +1,63 @@
+"""Finding image files in the paths a user gives, and where each one's outputs go."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .images import is_image_path
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An image file and its output path relative to the output folder, without suffix."""
+
+    path: Path
+    relative: Path
+
+
+def collect_images(
+    inputs: list[str | Path], *, recursive: bool = False
+) -> tuple[list[InputImage], list[tuple[Path, str]]]:
+    """Expand files and folders into images; return them and the ``(path, reason)`` rejected.
+
+    A folder contributes its image files (and its subfolders' with ``recursive``), keeping
+    their path relative to the folder; a file given directly keeps only its stem. Two
+    images that would write the same output are reported, and the later one is left out.
+    """
+    found: list[InputImage] = []
+    rejected: list[tuple[Path, str]] = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            for f in sorted(path.glob(pattern)):
+                if f.is_file() and not f.name.startswith("."):
+                    if is_image_path(f):
+                        found.append(InputImage(f, f.relative_to(path).with_suffix("")))
+                    elif not recursive or f.parent == path:
+                        rejected.append((f, "not an image file (by its suffix); skipped"))
+        elif path.is_file():
+            found.append(InputImage(path, Path(path.stem)))
+        else:
+            rejected.append((path, "no such file or folder"))
+    unique: dict[Path, InputImage] = {}
+    for item in found:
+        if item.relative in unique:
+            first = unique[item.relative].path
+            rejected.append((item.path, f"has the same output name as {first}; rename one of them"))
+        else:
+            unique[item.relative] = item
+    return list(unique.values()), rejected
+
+
+def shard(items: list, rank: int, world_size: int) -> list:
+    """The share of ``items`` that process ``rank`` of ``world_size`` handles (disjoint, complete)."""
+    return items[rank::world_size]
+
+
+def distributed_rank() -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)`` from torchrun's environment, or ``(0, 1, 0)``."""
+    env = os.environ
+    return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))

@@ -1,0 +1,218 @@
+"""FCN-32s/16s/8s on a VGG16 trunk, and torchvision's FCN-ResNet behind the same interface.
+
+Every model maps ``(N, 3, H, W)`` normalised floats to ``(N, C, H, W)`` logits with the
+input's own height and width, for any size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+VARIANTS = ("fcn32s", "fcn16s", "fcn8s")
+BACKBONES = ("vgg16", "resnet50", "resnet101")
+
+# VGG16 configuration "D": channels per conv, "M" for a 2x2 max-pool.
+_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+# Indices in ``features`` of pool3, pool4 and pool5 (the same as torchvision's vgg16).
+_POOL3, _POOL4, _POOL5 = 16, 23, 30
+
+
+def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
+    """Weights for a ``ConvTranspose2d(channels, channels, kernel_size)`` that upsamples bilinearly.
+
+    Each channel maps to itself with the separable bilinear filter; off-diagonal entries are 0.
+    """
+    factor = (kernel_size + 1) // 2
+    center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
+    og = torch.arange(kernel_size, dtype=torch.float32)
+    filt1d = 1 - (og - center).abs() / factor
+    filt = filt1d[:, None] * filt1d[None, :]
+    weight = torch.zeros(channels, channels, kernel_size, kernel_size)
+    idx = torch.arange(channels)
+    weight[idx, idx] = filt
+    return weight
+
+
+class VGG16Trunk(nn.Module):
+    """VGG16's 13 convolutions and 5 max-pools; returns pool3, pool4 and pool5.
+
+    Pools round up (``ceil_mode``, as Caffe's FCN did), so any input of at least 1x1 keeps a
+    pool5 map of at least 1x1: ``pool_k`` has ``ceil(H / 2**k)`` rows.
+    Module names match torchvision's ``vgg16().features`` so its weights load directly.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = 3
+        for v in _VGG16_CFG:
+            if v == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
+            else:
+                layers += [nn.Conv2d(in_ch, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+                in_ch = v
+        self.features = nn.Sequential(*layers)
+        for m in self.features:
+            if isinstance(m, nn.Conv2d):  # torchvision's VGG initialisation for training from scratch
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        taps = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in (_POOL3, _POOL4, _POOL5):
+                taps.append(x)
+        return taps[0], taps[1], taps[2]
+
+
+class FCN(nn.Module):
+    """FCN-32s, FCN-16s or FCN-8s (Long, Shelhamer & Darrell) on VGG16.
+
+    FC6 (7x7, pad 3, 4096) and FC7 (1x1, 4096) are VGG16's fully connected layers as
+    convolutions, each followed by ReLU and dropout; a 1x1 conv scores ``num_classes``.
+    FCN-16s/8s add 1x1 scores of pool4/pool3 after learnable x2 transposed convolutions
+    initialised to bilinear upsampling; the last map is upsampled bilinearly to the input size.
+    """
+
+    def __init__(self, variant: str, num_classes: int, dropout: float = 0.5) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown FCN variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        self.variant = variant
+        self.num_classes = num_classes
+        self.backbone = VGG16Trunk()
+        self.fc6 = nn.Conv2d(512, 4096, kernel_size=7, padding=3)
+        self.fc7 = nn.Conv2d(4096, 4096, kernel_size=1)
+        self.drop6 = nn.Dropout(dropout)
+        self.drop7 = nn.Dropout(dropout)
+        self.score = nn.Conv2d(4096, num_classes, kernel_size=1)
+        for fc in (self.fc6, self.fc7):
+            nn.init.normal_(fc.weight, std=0.01)
+            nn.init.zeros_(fc.bias)
+        if variant in ("fcn16s", "fcn8s"):
+            self.score_pool4 = nn.Conv2d(512, num_classes, kernel_size=1)
+            self.upscore2 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=1, bias=False)
+        if variant == "fcn8s":
+            self.score_pool3 = nn.Conv2d(256, num_classes, kernel_size=1)
+            self.upscore_pool4 = nn.ConvTranspose2d(
+                num_classes, num_classes, 4, stride=2, padding=1, bias=False
+            )
+        self.reset_head()
+
+    @property
+    def output_stride(self) -> int:
+        """Stride of the last score map before the final upsampling (32, 16 or 8)."""
+        return {"fcn32s": 32, "fcn16s": 16, "fcn8s": 8}[self.variant]
+
+    def reset_head(self) -> None:
+        """Initialise the class-specific layers as the FCN paper does.
+
+        The score layers start at zero (the skip scores too, so a fresh FCN-8s predicts
+        exactly what its FCN-32s path does) and the x2 upsamplers start bilinear.
+        """
+        for name, module in self.named_children():
+            if name.startswith("score"):
+                nn.init.zeros_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif name.startswith("upscore"):
+                with torch.no_grad():
+                    module.weight.copy_(bilinear_kernel(self.num_classes, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pool3, pool4, pool5 = self.backbone(x)
+        y = self.drop6(F.relu(self.fc6(pool5), inplace=True))
+        y = self.drop7(F.relu(self.fc7(y), inplace=True))
+        y = self.score(y)
+        if self.variant != "fcn32s":
+            p4 = self.score_pool4(pool4)
+            y = self.upscore2(y)[..., : p4.shape[-2], : p4.shape[-1]] + p4
+        if self.variant == "fcn8s":
+            p3 = self.score_pool3(pool3)
+            y = self.upscore_pool4(y)[..., : p3.shape[-2], : p3.shape[-1]] + p3
+        # Score pixel i covers input pixels [s*i, s*i + s): upsample by s, crop to the input.
+        y = F.interpolate(y, scale_factor=self.output_stride, mode="bilinear", align_corners=False)
+        return y[..., :h, :w]
+
+    def load_vgg16_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Initialise the trunk, FC6 and FC7 from a torchvision ``vgg16`` state dict.
+
+        The classifier's 4096x25088 and 4096x4096 matrices are reshaped into the 7x7 and 1x1
+        convolutions they are equivalent to.
+        """
+        self.backbone.load_state_dict({k: v for k, v in state.items() if k.startswith("features.")})
+        with torch.no_grad():
+            self.fc6.weight.copy_(state["classifier.0.weight"].reshape(4096, 512, 7, 7))
+            self.fc6.bias.copy_(state["classifier.0.bias"])
+            self.fc7.weight.copy_(state["classifier.3.weight"].reshape(4096, 4096, 1, 1))
+            self.fc7.bias.copy_(state["classifier.3.bias"])
+
+
+class TorchvisionFCN(nn.Module):
+    """torchvision's FCN-ResNet50/101 (dilated, output stride 8) returning a logits tensor."""
+
+    variant = "fcn8s"
+
+    def __init__(self, backbone: str, num_classes: int) -> None:
+        super().__init__()
+        from torchvision.models import segmentation
+
+        builder = {"resnet50": segmentation.fcn_resnet50, "resnet101": segmentation.fcn_resnet101}
+        self.num_classes = num_classes
+        self.net = builder[backbone](
+            weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)["out"]
+
+    def reset_head(self) -> None:
+        """Re-initialise the final 1x1 class layer (used when the class list changes)."""
+        last = self.net.classifier[-1]
+        nn.init.normal_(last.weight, std=0.01)
+        nn.init.zeros_(last.bias)
+
+
+def build_model(variant: str = "fcn8s", *, num_classes: int, backbone: str = "vgg16") -> nn.Module:
+    """Build an untrained FCN. Nothing is downloaded; see ``core.weights`` for pretrained weights.
+
+    ``variant`` is ``fcn32s``, ``fcn16s`` or ``fcn8s`` for VGG16. torchvision's dilated
+    FCN-ResNet backbones (``resnet50``, ``resnet101``) predict at stride 8 and come as ``fcn8s``.
+    """
+    if num_classes < 1 or num_classes > 255:
+        raise ValueError(f"num_classes must be between 1 and 255 (255 is void), got {num_classes}")
+    if backbone == "vgg16":
+        return FCN(variant, num_classes)
+    if backbone in ("resnet50", "resnet101"):
+        if variant != "fcn8s":
+            raise ValueError(
+                f"the {backbone} backbone is torchvision's dilated FCN with output stride 8; "
+                f"use variant 'fcn8s' (got {variant!r})"
+            )
+        return TorchvisionFCN(backbone, num_classes)
+    raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+
+
+def replace_classifier(model: nn.Module, num_classes: int) -> None:
+    """Re-create the class-specific layers for a new class count, keeping everything else."""
+    if isinstance(model, FCN):
+        fresh = FCN(model.variant, num_classes)
+        for name, module in fresh.named_children():
+            if name.startswith(("score", "upscore")):
+                setattr(model, name, module)
+        model.num_classes = num_classes
+    elif isinstance(model, TorchvisionFCN):
+        old = model.net.classifier[-1]
+        model.net.classifier[-1] = nn.Conv2d(old.in_channels, num_classes, kernel_size=1)
+        model.num_classes = num_classes
+        model.reset_head()
+    else:
+        raise TypeError(f"cannot replace the classifier of {type(model).__name__}")
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (trainable or not)."""
+    return sum(p.numel() for p in model.parameters())

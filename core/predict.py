@@ -1,0 +1,189 @@
+"""Whole-image and tiled inference with bounded memory, progress, cancellation and OOM fallback.
+
+Large images are cut into overlapping tiles (see ``core.tiling``) whose softmax
+probabilities are blended with Gaussian weights. Results are accumulated one band (row of
+tiles) at a time, so memory grows with the image's width, never with width x height x classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .checkpoints import SegmentationModel
+from .devices import (
+    autocast,
+    choose_device,
+    describe_device,
+    device_memory_budget,
+    free_device_memory,
+    is_out_of_memory,
+    prepare_device,
+)
+from .errors import FcnGuiError
+from .progress import Progress, drain
+from .tiling import TileGrid, blend_window, make_grid
+
+# Peak activation bytes per input pixel of a VGG16-FCN forward pass in fp32 (bench/inference.py).
+BYTES_PER_PIXEL = 1400
+DEFAULT_TILE = 1024
+DEFAULT_OVERLAP = 64
+MIN_TILE = 256
+
+
+class PredictionError(FcnGuiError):
+    """Inference failed in a way a retry with less memory cannot fix."""
+
+
+@dataclass
+class Prediction:
+    """The label map (``HxW uint8``) and the max softmax probability (``HxW float16`` in [0, 1])."""
+
+    label: np.ndarray
+    confidence: np.ndarray
+
+
+class Predictor:
+    """Runs a ``SegmentationModel`` on images of any size.
+
+    ``tile`` is the largest tile side in pixels (default: the whole image when it fits the
+    device's memory budget, else 1024); ``overlap`` is the number of pixels neighbouring tiles
+    share. On CUDA, tiles of a band go through the network in batches under mixed precision.
+    Out of memory, the predictor retries with smaller batches and tiles, then on the CPU.
+    """
+
+    def __init__(
+        self,
+        model: SegmentationModel,
+        *,
+        device: str | torch.device = "auto",
+        tile: int | None = None,
+        overlap: int = DEFAULT_OVERLAP,
+        batch_size: int | None = None,
+        channels_last: bool | None = None,
+        min_tile: int = MIN_TILE,
+    ) -> None:
+        self.model = model
+        self.device = device if isinstance(device, torch.device) else choose_device(device)
+        self.tile = tile
+        self.overlap = overlap
+        self.batch_size = batch_size
+        self.min_tile = min_tile
+        self.warnings: list[str] = []
+        self.channels_last = channels_last
+        self._place_model()
+
+    def _place_model(self) -> None:
+        prepare_device(self.device)
+        if self.channels_last is None:
+            self.channels_last = self.device.type == "cuda"
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model.module.to(self.device, memory_format=fmt).eval()
+        info = self.model.info
+        self._mean = torch.tensor(info.mean, device=self.device).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(info.std, device=self.device).view(1, 3, 1, 1) * 255
+
+    @property
+    def device_name(self) -> str:
+        return describe_device(self.device)
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        """Predict ``image`` (``HxWx3 uint8``) to the end."""
+        return drain(self.iter_predict(image))
+
+    def plan(self, height: int, width: int) -> TileGrid:
+        """The tile grid this predictor would use for an image of that size."""
+        tile = self.tile
+        if tile is None:
+            budget = device_memory_budget(self.device)
+            tile = max(height, width) if height * width * BYTES_PER_PIXEL <= budget else DEFAULT_TILE
+        return make_grid(height, width, tile, self.overlap)
+
+    def _batch_for(self, grid: TileGrid) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        if self.device.type != "cuda":
+            return 1
+        per_tile = grid.tile_h * grid.tile_w * BYTES_PER_PIXEL // 2  # fp16 activations
+        return int(max(1, min(8, device_memory_budget(self.device) // max(per_tile, 1))))
+
+    def iter_predict(self, image: np.ndarray) -> Generator[Progress, None, Prediction]:
+        """Yield ``Progress`` per batch of tiles; return the ``Prediction``.
+
+        Stopping the iteration between tiles cancels the work.
+        """
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an HxWx3 uint8 image, got {image.dtype} {image.shape}")
+        while True:
+            grid = self.plan(*image.shape[:2])
+            try:
+                return (yield from self._run_grid(image, grid))
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                message = self._shrink_after_oom(grid)
+                self.warnings.append(message)
+                yield Progress(0, len(grid), message)
+
+    def _shrink_after_oom(self, grid: TileGrid) -> str:
+        free_device_memory(self.device)
+        batch = self._batch_for(grid)
+        side = max(grid.tile_h, grid.tile_w)
+        if batch > 1:
+            self.batch_size = batch // 2
+            return f"out of memory on {self.device.type}: retrying with {self.batch_size} tiles per batch"
+        if side > self.min_tile:
+            self.tile = max(self.min_tile, side // 2)
+            return f"out of memory on {self.device.type}: retrying with {self.tile} px tiles"
+        if self.device.type != "cpu":
+            self.device, self.tile, self.batch_size = torch.device("cpu"), None, None
+            self._place_model()
+            return "out of GPU memory even with small tiles: continuing on the CPU (slower)"
+        raise PredictionError(
+            f"out of memory even with {side} px tiles on the CPU; close other programs or use a smaller image"
+        )
+
+    def _run_grid(self, image: np.ndarray, grid: TileGrid) -> Generator[Progress, None, Prediction]:
+        h, w = grid.height, grid.width
+        num_classes = self.model.info.num_classes
+        label = np.empty((h, w), dtype=np.uint8)
+        confidence = np.empty((h, w), dtype=np.float16)
+        window_cpu = torch.from_numpy(blend_window(grid.tile_h, grid.tile_w))
+        window = window_cpu.to(self.device)
+        acc = torch.zeros(num_classes, grid.tile_h, w)
+        weight = torch.zeros(grid.tile_h, w)
+        batch = self._batch_for(grid)
+        done, total = 0, len(grid)
+        for y, rows_final, _next_y in grid.bands():
+            for start in range(0, len(grid.xs), batch):
+                xs = grid.xs[start : start + batch]
+                probs = self._forward(image, y, xs, grid) * window
+                probs = probs.float().cpu()
+                for i, x in enumerate(xs):
+                    acc[:, :, x : x + grid.tile_w] += probs[i]
+                    weight[:, x : x + grid.tile_w] += window_cpu
+                done += len(xs)
+                yield Progress(done, total, "predicting")
+            top, arg = (acc[:, :rows_final] / weight[:rows_final]).max(dim=0)
+            label[y : y + rows_final] = arg.numpy().astype(np.uint8)
+            confidence[y : y + rows_final] = top.numpy().astype(np.float16)
+            keep = grid.tile_h - rows_final
+            if keep > 0:
+                acc[:, :keep] = acc[:, rows_final:].clone()
+                weight[:keep] = weight[rows_final:].clone()
+            acc[:, keep:] = 0
+            weight[keep:] = 0
+        return Prediction(label, np.clip(confidence, 0, 1))
+
+    def _forward(self, image: np.ndarray, y: int, xs: tuple[int, ...], grid: TileGrid) -> torch.Tensor:
+        tiles = np.stack([image[y : y + grid.tile_h, x : x + grid.tile_w] for x in xs])
+        with torch.inference_mode(), autocast(self.device):
+            batch = torch.from_numpy(tiles).to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+            batch = (batch.float() - self._mean) / self._std
+            if self.channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            logits = self.model.module(batch)
+            return torch.softmax(logits.float(), dim=1)

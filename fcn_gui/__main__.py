@@ -1,0 +1,23 @@
+"""Entry point: a subcommand goes to ``core.cli`` without importing Qt; none opens the app."""
+
+from __future__ import annotations
+
+import sys
+
+from core.cli import SUBCOMMANDS
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``fcn-gui [PATH...]`` opens the window; ``fcn-gui SUBCOMMAND ...`` runs headless."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and (args[0] in SUBCOMMANDS or args[0] in ("-h", "--help", "--version")):
+        from core.cli import main as cli_main
+
+        return cli_main(args)
+    from fcn_gui.app import run_app
+
+    return run_app(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

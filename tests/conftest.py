@@ -1,0 +1,45 @@
+"""Shared test set-up: offscreen Qt, real data files, and small real models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np
+import pytest
+import torch
+
+DATA = Path(__file__).parent / "data"
+torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def local_model():
+    """A real FCN-8s whose predictions vary from pixel to pixel.
+
+    The trunk has torchvision's random initialisation; only the pool3 score layer is
+    non-zero, which gives a model with a local receptive field (like a trained one), so
+    tiled and whole-image predictions can be compared.
+    """
+    from core.checkpoints import ModelInfo, new_model
+
+    torch.manual_seed(0)
+    model = new_model(ModelInfo(variant="fcn8s"))
+    torch.nn.init.normal_(model.module.score_pool3.weight, std=0.05)
+    return model
+
+
+@pytest.fixture
+def small_image(data_dir: Path) -> np.ndarray:
+    """The astronaut photo shrunk to 128x128."""
+    from PIL import Image
+
+    with Image.open(Path(__file__).parents[1] / "resources/samples/astronaut.png") as img:
+        return np.asarray(img.convert("RGB").resize((128, 128), Image.BILINEAR))

@@ -1,0 +1,27 @@
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_core_never_imports_qt():
+    modules = sorted(p.stem for p in (ROOT / "core").glob("*.py") if p.stem != "__init__")
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}: importlib.import_module('core.' + name)\n"
+        "from fcn_gui.__main__ import main\n"
+        "assert main(['info', '--size', '64']) == 0\n"
+        "qt = [m for m in sys.modules if m.startswith(('PySide', 'PyQt', 'shiboken', 'qimage2ndarray'))]\n"
+        "assert not qt, qt\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_core_sources_do_not_mention_qt():
+    for path in (ROOT / "core").glob("*.py"):
+        text = path.read_text()
+        assert "PySide" not in text and "PyQt" not in text, path

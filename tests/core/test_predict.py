@@ -1,0 +1,103 @@
+import itertools
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from core.checkpoints import SegmentationModel
+from core.predict import PredictionError, Predictor
+from core.tiling import axis_tiles, blend_window, make_grid
+
+
+def test_tiled_and_whole_image_agree(local_model, small_image):
+    whole = Predictor(local_model, device="cpu").predict(small_image)
+    assert len(np.unique(whole.label)) >= 3  # a real, varied prediction
+    predictor = Predictor(local_model, device="cpu", tile=96, overlap=32)
+    assert len(predictor.plan(128, 128)) == 4
+    tiled = predictor.predict(small_image)
+    assert (tiled.label == whole.label).mean() >= 0.99
+    assert np.abs(tiled.confidence.astype(np.float32) - whole.confidence).max() < 0.05
+
+
+@pytest.mark.parametrize(("h", "w", "tile"), [(37, 53, 64), (101, 67, 64), (20, 130, 48)])
+def test_exact_output_size_for_odd_and_small_images(local_model, small_image, h, w, tile):
+    image = np.ascontiguousarray(np.resize(small_image, (h, w, 3)))
+    pred = Predictor(local_model, device="cpu", tile=tile, overlap=16).predict(image)
+    assert pred.label.shape == (h, w) and pred.label.dtype == np.uint8
+    assert pred.confidence.shape == (h, w) and pred.confidence.dtype == np.float16
+    conf = pred.confidence.astype(np.float32)
+    assert conf.min() >= 0 and conf.max() <= 1
+    assert pred.label.max() < 21
+
+
+def test_grid_covers_every_pixel_with_the_last_tile_flush():
+    for length in (100, 500, 1025, 4096, 8193):
+        size, starts = axis_tiles(length, 512, 64)
+        assert starts[0] == 0 and starts[-1] + size == length and size <= 512
+        covered = np.zeros(length, bool)
+        for s in starts:
+            covered[s : s + size] = True
+        assert covered.all()
+        assert all(b - a <= size - 32 for a, b in itertools.pairwise(starts))
+    grid = make_grid(300, 100, 128, 32)
+    assert grid.tile_w == 100 and len(grid.xs) == 1 and len(grid.ys) == 3
+    assert sum(rows for _, rows, _ in grid.bands()) == 300
+    window = blend_window(64, 48)
+    assert window.shape == (64, 48) and window.min() > 0 and window.max() == 1
+
+
+def test_cancel_between_tiles_stops_promptly(local_model, small_image):
+    predictor = Predictor(local_model, device="cpu", tile=64, overlap=16)
+    gen = predictor.iter_predict(small_image)
+    first = next(gen)
+    assert first.done == 1 and first.total == 9
+    start = time.perf_counter()
+    gen.close()
+    assert time.perf_counter() - start < 1.0
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+class SmallGpu(nn.Module):
+    """Wraps a real model and runs out of memory, as a small GPU would, above a pixel count."""
+
+    def __init__(self, inner: nn.Module, max_pixels: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.max_pixels = max_pixels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] * x.shape[-2] * x.shape[-1] > self.max_pixels:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.inner(x)
+
+
+def test_out_of_memory_retries_with_smaller_tiles(local_model, small_image):
+    model = SegmentationModel(SmallGpu(local_model.module, 64 * 64), local_model.info)
+    predictor = Predictor(model, device="cpu", min_tile=32, overlap=16)
+    events = []
+    gen = predictor.iter_predict(small_image)
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert predictor.tile == 64
+    assert any("retrying with 64 px tiles" in e.message for e in events)
+    assert predictor.warnings and result.label.shape == (128, 128)
+    direct = Predictor(local_model, device="cpu", tile=64, overlap=16).predict(small_image)
+    np.testing.assert_array_equal(result.label, direct.label)
+
+
+def test_out_of_memory_at_the_smallest_tile_on_cpu_is_a_clear_error(local_model, small_image):
+    model = SegmentationModel(SmallGpu(local_model.module, 10), local_model.info)
+    with pytest.raises(PredictionError, match="out of memory even with 32 px tiles on the CPU"):
+        Predictor(model, device="cpu", min_tile=32).predict(small_image)
+
+
+def test_bad_image_array_is_refused(local_model):
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        Predictor(local_model, device="cpu").predict(np.zeros((8, 8), np.uint8))

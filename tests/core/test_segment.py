@@ -1,0 +1,209 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.checkpoints import save_checkpoint
+from core.cli import main
+from core.files import collect_images, shard
+from core.predict import Predictor
+from core.segment import SegmentOptions, output_paths, segment_paths
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def folder(tmp_path, small_image):
+    src = tmp_path / "images"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(small_image[:64, :96]).save(src / "a.jpg", quality=90)
+    Image.fromarray(small_image[10:73, 5:80]).save(src / "b.png")
+    Image.fromarray(small_image[:50, :50]).save(src / "sub" / "c.tif")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (src / "readme.txt").write_text("not an image")
+    return src
+
+
+@pytest.fixture(scope="module")
+def checkpoint(local_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "local.safetensors"
+    save_checkpoint(path, local_model)
+    return path
+
+
+def test_folder_with_bad_files_is_reported_and_the_rest_done(local_model, folder, tmp_path):
+    out = tmp_path / "out"
+    predictor = Predictor(local_model, device="cpu")
+    gen = segment_paths(
+        predictor, [folder], SegmentOptions(out, recursive=True, overlay=True, confidence=True)
+    )
+    events = []
+    try:
+        while True:
+            events.append(next(gen))
+    except StopIteration as stop:
+        report = stop.value
+    assert [e.done for e in events] == [1, 2, 3, 4] and events[-1].total == 4
+    assert sorted(p.name for p in report.written) == ["a.png", "b.png", "c.png"]
+    failed = {p.name: reason for p, reason in report.failed}
+    assert set(failed) == {"broken.jpg", "readme.txt"} and "damaged" in failed["broken.jpg"]
+    with Image.open(out / "sub" / "c.png") as label:
+        assert label.mode == "P" and label.size == (50, 50)
+    with Image.open(out / "b_overlay.jpg") as ov, Image.open(out / "b_confidence.png") as conf:
+        assert ov.size == (75, 63) and conf.mode == "L" and conf.size == (75, 63)
+
+
+def test_cli_segment_resumes_and_exits_nonzero_on_failures(folder, tmp_path, checkpoint, capsys):
+    out = tmp_path / "out"
+    assert (
+        main(["segment", str(folder), "--out", str(out), "--checkpoint", str(checkpoint), "--device", "cpu"])
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "2 segmented, 0 already done, 2 failed" in err and "broken.jpg" in err
+    first = (out / "a.png").stat().st_mtime_ns
+    (folder / "broken.jpg").unlink()
+    (folder / "readme.txt").unlink()
+    assert main(["segment", str(folder), "--out", str(out), "--checkpoint", str(checkpoint)]) == 0
+    assert "0 segmented, 2 already done" in capsys.readouterr().out
+    assert (out / "a.png").stat().st_mtime_ns == first
+    assert (
+        main(
+            [
+                "segment",
+                str(folder / "a.jpg"),
+                "--out",
+                str(out),
+                "--checkpoint",
+                str(checkpoint),
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
+    assert (out / "a.png").stat().st_mtime_ns != first
+
+
+def test_cancel_leaves_only_complete_files(local_model, folder, tmp_path):
+    (folder / "broken.jpg").unlink()
+    out = tmp_path / "out"
+    gen = segment_paths(Predictor(local_model, device="cpu"), [folder], SegmentOptions(out, recursive=True))
+    next(gen)
+    gen.close()
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert files and len(files) < 3
+    assert not [p for p in files if p.name.startswith(".")]
+    for path in files:
+        with Image.open(path) as img:
+            img.load()
+
+
+def test_same_output_name_is_reported(tmp_path, small_image):
+    for name in ("x.jpg", "x.png"):
+        Image.fromarray(small_image).save(tmp_path / name)
+    items, rejected = collect_images([tmp_path])
+    assert len(items) == 1 and "same output name" in rejected[0][1]
+    assert output_paths(tmp_path / "o", items[0])["label"] == tmp_path / "o" / "x.png"
+
+
+def test_sharding_covers_every_file_once():
+    items = list(range(11))
+    shares = [shard(items, r, 3) for r in range(3)]
+    assert sorted(i for share in shares for i in share) == items
+
+
+def test_torchrun_two_processes_do_each_file_once(folder, tmp_path, checkpoint):
+    (folder / "broken.jpg").unlink()
+    (folder / "readme.txt").unlink()
+    for i in range(3):
+        shutil.copy(folder / "a.jpg", folder / f"copy{i}.jpg")
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+        "-m",
+        "fcn_gui",
+        "segment",
+        str(folder),
+        "--recursive",
+        "--out",
+        str(out),
+        "--checkpoint",
+        str(checkpoint),
+        "--device",
+        "cpu",
+    ]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = [
+        int(line.split("] ")[1].split()[0]) for line in result.stdout.splitlines() if "segmented" in line
+    ]
+    assert sorted(counts) == [3, 3]
+    assert sorted(p.name for p in out.rglob("*.png")) == [
+        "a.png",
+        "b.png",
+        "c.png",
+        "copy0.png",
+        "copy1.png",
+        "copy2.png",
+    ]
+
+
+def test_cli_info_json(capsys):
+    assert main(["info", "--variant", "fcn8s", "--size", "500", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert 134.0 < info["parameters_millions"] < 134.6 and 150 < info["gflops"] < 250
+    assert info["device"].startswith("cpu")
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "bad.safetensors").write_text("nope")
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "o"),
+                "--checkpoint",
+                str(tmp_path / "bad.safetensors"),
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.safetensors" in err[0] and "error" in err[0]
+    assert main(["segment", str(tmp_path), "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_label_written_has_image_size(folder, tmp_path, checkpoint):
+    assert (
+        main(
+            [
+                "segment",
+                str(folder / "b.png"),
+                "--out",
+                str(tmp_path / "o"),
+                "--checkpoint",
+                str(checkpoint),
+                "--tile",
+                "48",
+            ]
+        )
+        == 0
+    )
+    label = np.asarray(Image.open(tmp_path / "o" / "b.png"))
+    assert label.shape == (63, 75)
