@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--confidence", action="store_true", help="also write <stem>_confidence.png (0-255)")
     seg.add_argument("--max-pixels", type=int, default=None, help="refuse images larger than this")
     seg.set_defaults(func=cmd_segment)
+
+    exp = sub.add_parser("export", help="write a project as a Pascal VOC segmentation dataset")
+    exp.add_argument("project", type=Path, help="project folder (or an image folder with a project)")
+    exp.add_argument("--out", required=True, type=Path, help="dataset folder (e.g. data/VOCdevkit/VOC2012)")
+    exp.add_argument("--val-fraction", type=float, default=0.2, help="share of images for val (default 0.2)")
+    exp.add_argument("--seed", type=int, default=0, help="seed of the train/val split (default 0)")
+    exp.add_argument("--only-reviewed", action="store_true", help="export reviewed labels only")
+    exp.add_argument("--image-format", choices=("jpg", "png"), default="jpg")
+    exp.set_defaults(func=cmd_export)
+
+    imp = sub.add_parser("import", help="turn a VOC dataset into a project (labels become reviewed)")
+    imp.add_argument("voc_dir", type=Path, help="folder with JPEGImages and SegmentationClass")
+    imp.add_argument("--project", required=True, type=Path, help="new project folder")
+    imp.set_defaults(func=cmd_import)
     return parser
 
 
@@ -167,6 +181,31 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def dispatch(name: str) -> Callable[[argparse.Namespace], int]:
-    """The handler of subcommand ``name`` (for tests and the frozen app)."""
-    return {"info": cmd_info, "segment": cmd_segment}[name]
+def cmd_export(args: argparse.Namespace) -> int:
+    """``fcn-gui export``: project -> VOC dataset."""
+    from .project import Project
+    from .voc import export_voc
+
+    with Project.open_path(args.project) as project:
+        gen = export_voc(
+            project,
+            args.out,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            only_reviewed=args.only_reviewed,
+            image_format=args.image_format,
+        )
+        report = run_with_progress(gen, unit="img", desc="export")
+    print(report.summary())
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``fcn-gui import``: VOC dataset -> project."""
+    from .voc import import_voc
+
+    project = run_with_progress(import_voc(args.voc_dir, args.project), unit="img", desc="import")
+    counts = project.counts()
+    project.close()
+    print(f"project {project.root}: {len(project.images)} images, {counts['reviewed']} reviewed")
+    return 0

@@ -1,0 +1,212 @@
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.errors import LabelError, ProjectError
+from core.labels import VOC_PALETTE, VOID, read_label
+from core.project import MANIFEST, Project
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def image_folder(tmp_path, small_image):
+    folder = tmp_path / "photos"
+    (folder / "day2").mkdir(parents=True)
+    Image.fromarray(small_image[:48, :64]).save(folder / "a.jpg")
+    Image.fromarray(small_image[:40, :40]).save(folder / "b.png")
+    Image.fromarray(small_image[:40, :40]).save(folder / "day2" / "b.png")  # same stem elsewhere
+    return folder
+
+
+def test_image_folder_becomes_a_project_and_reopens(image_folder):
+    project = Project.open_path(image_folder)
+    assert project.root == image_folder / "fcn-gui-project"
+    assert sorted(e.path for e in project.images) == ["../a.jpg", "../b.png", "../day2/b.png"]
+    assert len({e.id for e in project.images}) == 3
+    assert all(e.state == "new" for e in project.images) and len(project.classes) == 21
+    project.close()
+    again = Project.open_path(image_folder)
+    assert [e.id for e in again.images] == [e.id for e in project.images]
+    assert again.image_path(again.images[0]).exists()
+    again.close()
+    manifest = json.loads((image_folder / "fcn-gui-project" / MANIFEST).read_text())
+    assert manifest["version"] == 1 and manifest["format"] == "fcn-gui-project"
+
+
+def test_second_instance_is_refused_and_stale_lock_taken_over(image_folder):
+    project = Project.open_path(image_folder)
+    code = f"from core.project import Project; Project.open_path({str(image_folder)!r})"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode != 0 and "open in another fcn-gui" in result.stderr
+    project.close()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = project.root / ".lock"
+    lock.write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename}))
+    Project.open(project.root).close()
+    assert not lock.exists()
+
+
+def test_autosave_writes_only_what_changed(image_folder):
+    with Project.open_path(image_folder) as project:
+        a, b = project.images[0], project.images[1]
+        project.set_label(a, np.zeros((48, 64), np.uint8), "predicted", checkpoint="m.safetensors")
+        project.set_label(b, np.ones((40, 40), np.uint8), "edited")
+        assert len(project.flush()) == 2
+        first_b = project.label_path(b).stat().st_mtime_ns
+        edited = np.zeros((48, 64), np.uint8)
+        edited[:10] = 15
+        project.set_label(a, edited, "edited")
+        assert project.flush() == [project.label_path(a)]
+        assert project.label_path(b).stat().st_mtime_ns == first_b
+        assert project.flush() == [] and not project.has_unsaved_changes
+    with Project.open_path(image_folder) as project:
+        a = project.images[0]
+        assert a.state == "edited" and a.checkpoint == "m.safetensors" and a.modified
+        np.testing.assert_array_equal(project.load_label(a), edited)
+        assert project.counts() == {"new": 1, "predicted": 0, "edited": 2, "reviewed": 0}
+
+
+def test_bad_labels_are_refused(image_folder):
+    with Project.open_path(image_folder) as project:
+        a = project.images[0]
+        with pytest.raises(LabelError, match=r"\[30\]"):
+            project.set_label(a, np.full((48, 64), 30, np.uint8), "edited")
+        Image.fromarray(np.zeros((10, 10), np.uint8)).save(project.label_path(a))
+        with pytest.raises(LabelError, match="10x10 but its image a.jpg is 64x48"):
+            project.load_label(a)
+
+
+def test_newer_or_corrupt_manifest_is_never_overwritten(image_folder):
+    Project.open_path(image_folder).close()
+    manifest = image_folder / "fcn-gui-project" / MANIFEST
+    data = json.loads(manifest.read_text())
+    data["version"] = 7
+    manifest.write_text(json.dumps(data))
+    before = manifest.read_bytes()
+    with pytest.raises(ProjectError, match="newer fcn-gui.*update"):
+        Project.open_path(image_folder)
+    manifest.write_text("{ half a file")
+    with pytest.raises(ProjectError, match="not valid JSON"):
+        Project.open_path(image_folder)
+    manifest.write_bytes(before)
+    assert manifest.read_bytes() == before
+
+
+def test_read_only_project_folder(image_folder):
+    Project.open_path(image_folder).close()
+    root = image_folder / "fcn-gui-project"
+    locked = subprocess.run(["chattr", "+i", str(root)], capture_output=True).returncode == 0
+    if not locked:
+        root.chmod(0o555)
+    try:
+        if os.access(root, os.W_OK) and not locked:
+            pytest.skip("cannot make a folder read-only for this user")
+        with pytest.raises(ProjectError, match="read-only"):
+            Project.open(root)
+    finally:
+        if locked:
+            subprocess.run(["chattr", "-i", str(root)], check=True)
+        root.chmod(0o755)
+
+
+def test_class_edits_and_removal_remap_every_label(image_folder):
+    with Project.open_path(image_folder) as project:
+        a, b = project.images[0], project.images[1]
+        la = np.zeros((48, 64), np.uint8)
+        la[:, 10:20], la[:, 20:30], la[:, 30:40], la[0, 0] = 1, 2, 3, VOID
+        lb = np.full((40, 40), 3, np.uint8)
+        project.set_label(a, la, "reviewed")
+        project.set_label(b, lb, "edited")
+        project.rename_class(3, "songbird")
+        project.recolor_class(2, (1, 2, 3))
+        new = project.add_class("nucleus")
+        assert new.color == tuple(int(v) for v in VOC_PALETTE[21])
+        with pytest.raises(ProjectError, match="taken"):
+            project.add_class("nucleus")
+        project.remove_class(1, remap_to=3)
+        assert [c.name for c in project.classes[:3]] == ["background", "bicycle", "songbird"]
+        assert project.classes[1].color == (1, 2, 3) and len(project.classes) == 21
+        expected = la.copy()
+        expected[:, 10:20] = 2  # old 1 -> old 3, which is now 2
+        expected[:, 20:30] = 1
+        expected[:, 30:40] = 2
+        np.testing.assert_array_equal(project.load_label(a), expected)
+        np.testing.assert_array_equal(project.load_label(b), np.full((40, 40), 2, np.uint8))
+        project.remove_class(2, remap_to=VOID)
+        assert project.load_label(b).max() == VOID
+    with Project.open_path(image_folder) as project:
+        assert project.labels_dir == "labels.v3"
+        assert [d.name for d in project.root.glob("labels.v*")] == ["labels.v3"]
+        with Image.open(project.label_path(project.images[0])) as img:
+            assert img.getpalette()[3:6] == [1, 2, 3]
+
+
+CRASHER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import numpy as np
+    from core.project import Project
+    kill_at = int(sys.argv[2])
+    calls = 0
+    real_fsync = os.fsync
+    def fsync(fd):
+        global calls
+        calls += 1
+        if calls == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_fsync(fd)
+    os.fsync = fsync
+    project = Project.open(sys.argv[1])
+    entry = project.images[0]
+    project.set_label(entry, np.full((48, 64), 7, np.uint8), "reviewed")
+    project.flush()
+    """
+)
+
+
+@pytest.mark.parametrize("kill_at", [1, 2, 3, 4, 5])
+def test_kill_at_each_stage_of_a_save_keeps_a_readable_project(image_folder, kill_at):
+    with Project.open_path(image_folder) as project:
+        project.set_label(project.images[0], np.full((48, 64), 2, np.uint8), "edited")
+    root = image_folder / "fcn-gui-project"
+    # fsync calls: label temp file, label folder, manifest temp file, project folder.
+    result = subprocess.run([sys.executable, "-c", CRASHER, str(root), str(kill_at)], cwd=ROOT)
+    assert result.returncode in (-signal.SIGKILL, 0)
+    with Project.open(root) as project:  # the dead process's lock is taken over
+        entry = project.images[0]
+        label = project.load_label(entry)
+        assert label is not None and set(np.unique(label)) <= {2, 7}
+        assert (entry.state, int(label[0, 0])) in {("edited", 2), ("edited", 7), ("reviewed", 7)}
+        if kill_at == 1:
+            assert int(label[0, 0]) == 2
+    assert len(read_label(project.label_path(entry)).ravel()) == 48 * 64
+
+
+def test_kill_during_class_removal_keeps_the_old_project(image_folder, tmp_path):
+    with Project.open_path(image_folder) as project:
+        for entry, value in zip(project.images, (1, 2, 3), strict=True):
+            w, h = Image.open(project.image_path(entry)).size
+            project.set_label(entry, np.full((h, w), value, np.uint8), "reviewed")
+    root = image_folder / "fcn-gui-project"
+    code = CRASHER.replace(
+        'project.set_label(entry, np.full((48, 64), 7, np.uint8), "reviewed")\nproject.flush()',
+        "project.remove_class(1, remap_to=0)",
+    )
+    subprocess.run([sys.executable, "-c", code, str(root), "4"], cwd=ROOT)
+    with Project.open(root) as project:
+        assert len(project.classes) in (20, 21)
+        values = sorted(int(project.load_label(e).max()) for e in project.images)
+        assert values in ([1, 2, 3], [0, 1, 2])
+        assert [d.name for d in root.glob("labels.v*")] == [project.labels_dir]
+    shutil.rmtree(root)
