@@ -21,9 +21,9 @@ $(VENV)/.installed-dist: $(VENV)/.installed
 	$(PY) -m pip install -e ".[dist]"
 	touch $@
 
-## run: create .venv if needed, install, segment the bundled samples into ./out/
+## run: create .venv if needed, install, open the app on the bundled sample photos
 run: $(VENV)/.installed
-	$(VENV)/bin/fcn-gui segment resources/samples --out out --overlay --confidence
+	$(VENV)/bin/fcn-gui resources/samples
 
 ## test: create .venv if needed, install with test extras, lint and run every test offscreen
 test: $(VENV)/.installed-test

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -68,6 +69,8 @@ class Project:
     _pending: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _dirty: bool = field(default=False, repr=False)
     _lock: ProjectLock | None = field(default=None, repr=False)
+    _mutex: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _write_mutex: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- opening and closing -------------------------------------------------------------
     @classmethod
@@ -241,12 +244,13 @@ class Project:
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}")
         check_label_indices(label, len(self.classes), self.label_path(entry))
-        self._pending[entry.id] = label
-        entry.state = state
-        entry.modified = now()
-        if checkpoint is not None:
-            entry.checkpoint = checkpoint
-        self._dirty = True
+        with self._mutex:
+            self._pending[entry.id] = label
+            entry.state = state
+            entry.modified = now()
+            if checkpoint is not None:
+                entry.checkpoint = checkpoint
+            self._dirty = True
 
     def set_state(self, entry: ImageEntry, state: str, **extra: object) -> None:
         """Change an entry's state (and fields like ``changed_fraction``) without a new label."""
@@ -263,27 +267,39 @@ class Project:
         return self._dirty or bool(self._pending)
 
     def flush(self) -> list[Path]:
-        """Write staged labels, then the manifest; only what changed. Returns the labels written."""
-        written = []
-        for image_id in list(self._pending):
-            entry = self.entry(image_id)
-            path = self.label_path(entry)
-            try:
-                write_label(path, self._pending[image_id], self.classes)
-            except OSError as exc:
-                raise ProjectError(
-                    f"cannot save the label ({exc.strerror}); free disk space or check permissions "
-                    "(your edit is still in memory)",
-                    path,
-                ) from exc
-            del self._pending[image_id]
-            written.append(path)
-        if self._dirty or written:
-            self._write_manifest()
-        return written
+        """Write staged labels, then the manifest; only what changed. Returns the labels written.
 
-    def _write_manifest(self) -> None:
-        data = {
+        Safe to call from a worker thread while the GUI thread stages more edits: it writes a
+        snapshot, and an edit staged meanwhile stays pending for the next flush.
+        """
+        with self._write_mutex:
+            with self._mutex:
+                pending = dict(self._pending)
+                paths = {i: self.label_path(self.entry(i)) for i in pending}
+                classes = list(self.classes)
+            written = []
+            for image_id, label in pending.items():
+                try:
+                    write_label(paths[image_id], label, classes)
+                except OSError as exc:
+                    raise ProjectError(
+                        f"cannot save the label ({exc.strerror}); free disk space or check permissions "
+                        "(your edit is still in memory)",
+                        paths[image_id],
+                    ) from exc
+                with self._mutex:
+                    if self._pending.get(image_id) is label:
+                        del self._pending[image_id]
+                written.append(paths[image_id])
+            with self._mutex:
+                data = self._manifest_data() if (self._dirty or written) else None
+                self._dirty = False
+            if data is not None:
+                self._write_manifest(data)
+            return written
+
+    def _manifest_data(self) -> dict:
+        return {
             "format": FORMAT,
             "version": VERSION,
             "classes": [{"name": c.name, "color": list(c.color)} for c in self.classes],
@@ -291,14 +307,30 @@ class Project:
             "checkpoint": self.checkpoint,
             "images": [asdict(e) for e in self.images],
         }
+
+    def _write_manifest(self, data: dict | None = None) -> None:
+        data = self._manifest_data() if data is None else data
         try:
             atomic_write_text(self.root / MANIFEST, json.dumps(data, indent=1) + "\n")
         except OSError as exc:
+            with self._mutex:
+                self._dirty = True
             raise ProjectError(
                 f"cannot save the manifest ({exc.strerror}); check disk space and permissions",
                 self.root / MANIFEST,
             ) from exc
-        self._dirty = False
+
+    # --- predictions kept to measure how much the user corrected ---------------------------
+    def prediction_path(self, entry: ImageEntry) -> Path:
+        return self.root / "predictions" / f"{entry.id}.png"
+
+    def save_prediction(self, entry: ImageEntry, label: np.ndarray) -> None:
+        """Keep the model's raw prediction (to measure the user's corrections later)."""
+        write_label(self.prediction_path(entry), label, self.classes)
+
+    def load_prediction(self, entry: ImageEntry) -> np.ndarray | None:
+        path = self.prediction_path(entry)
+        return read_label(path) if path.exists() else None
 
     # --- classes ------------------------------------------------------------------------
     def add_class(self, name: str, color: tuple[int, int, int] | None = None) -> LabelClass:
@@ -363,6 +395,7 @@ class Project:
         self.classes, self.labels_dir = new_classes, new_dir
         self._write_manifest()
         shutil.rmtree(self.root / old_dir, ignore_errors=True)
+        shutil.rmtree(self.root / "predictions", ignore_errors=True)  # kept predictions use old indices
 
     def _remove_stale_label_dirs(self) -> None:
         """Delete label folders of an interrupted class removal (the manifest never switched)."""

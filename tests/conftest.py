@@ -43,3 +43,13 @@ def small_image(data_dir: Path) -> np.ndarray:
 
     with Image.open(Path(__file__).parents[1] / "resources/samples/astronaut.png") as img:
         return np.asarray(img.convert("RGB").resize((128, 128), Image.BILINEAR))
+
+
+@pytest.fixture(scope="session")
+def checkpoint(local_model, tmp_path_factory) -> Path:
+    """``local_model`` saved as an fcn-gui checkpoint."""
+    from core.checkpoints import save_checkpoint
+
+    path = tmp_path_factory.mktemp("ckpt") / "local.safetensors"
+    save_checkpoint(path, local_model)
+    return path

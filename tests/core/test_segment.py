@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.checkpoints import save_checkpoint
 from core.cli import main
 from core.files import collect_images, shard
 from core.predict import Predictor
@@ -28,13 +27,6 @@ def folder(tmp_path, small_image):
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (src / "readme.txt").write_text("not an image")
     return src
-
-
-@pytest.fixture(scope="module")
-def checkpoint(local_model, tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "local.safetensors"
-    save_checkpoint(path, local_model)
-    return path
 
 
 def test_folder_with_bad_files_is_reported_and_the_rest_done(local_model, folder, tmp_path):

@@ -1,0 +1,177 @@
+"""The image being labelled: its label map, overlay pixels, confidence, and undo history.
+
+The label array is the truth; the overlay is an ARGB32 QImage sharing memory with a numpy
+view, updated only inside the rectangle an edit touched. Undo steps store the changed
+rectangle before and after, never a copy of the whole label.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import qimage2ndarray
+from PySide6.QtCore import QObject, QRect, Signal
+from PySide6.QtGui import QImage, QUndoCommand, QUndoStack
+
+from core.labels import VOID, LabelClass
+
+UNDO_LIMIT = 500
+UNSURE_COLOR = 0xC0FF00FF  # premultiplied-safe: fully saturated magenta at 75% alpha
+
+
+def _lut(classes: list[LabelClass]) -> np.ndarray:
+    lut = np.zeros(256, dtype=np.uint32)  # void and unused indices are transparent
+    for i, c in enumerate(classes):
+        r, g, b = c.color
+        lut[i] = 0xFF000000 | (r << 16) | (g << 8) | b
+    return lut
+
+
+class PatchCommand(QUndoCommand):
+    """One undoable edit: the rectangle's label values before and after."""
+
+    def __init__(self, doc: LabelDocument, y: int, x: int, before: np.ndarray, after: np.ndarray, text: str):
+        super().__init__(text)
+        self.doc, self.y, self.x, self.before, self.after = doc, y, x, before, after
+        self._first = True
+
+    def redo(self) -> None:
+        if self._first:  # the edit is already on the label when it is pushed
+            self._first = False
+            return
+        self.doc.write_patch(self.y, self.x, self.after)
+
+    def undo(self) -> None:
+        self.doc.write_patch(self.y, self.x, self.before)
+
+
+class LabelDocument(QObject):
+    """One image with its label; emits ``changed(QRect)`` in image pixels after every edit."""
+
+    changed = Signal(QRect)
+    edited = Signal()
+
+    def __init__(
+        self,
+        image_id: str,
+        image: np.ndarray,
+        label: np.ndarray,
+        classes: list[LabelClass],
+        confidence: np.ndarray | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.image_id = image_id
+        self.height, self.width = image.shape[:2]
+        self.image = qimage2ndarray.array2qimage(image)  # RGB32: the fastest format to draw
+        self.label = np.ascontiguousarray(label, dtype=np.uint8)
+        self.overlay = QImage(self.width, self.height, QImage.Format.Format_ARGB32_Premultiplied)
+        self._overlay_px = qimage2ndarray.raw_view(self.overlay)
+        self.unsure = QImage(self.width, self.height, QImage.Format.Format_ARGB32_Premultiplied)
+        self._unsure_px = qimage2ndarray.raw_view(self.unsure)
+        self.confidence = confidence
+        self.unsure_threshold = 0.5
+        self.undo_stack = QUndoStack(self)
+        self.undo_stack.setUndoLimit(UNDO_LIMIT)
+        self.modified = False
+        self._stroke_before: np.ndarray | None = None
+        self._stroke_box: list[int] | None = None
+        self.set_classes(classes)
+        self._refresh_unsure()
+
+    # --- whole-document changes ---------------------------------------------------------
+    def set_classes(self, classes: list[LabelClass]) -> None:
+        self.classes = list(classes)
+        self._lut = _lut(self.classes)
+        self._overlay_px[:] = self._lut[self.label]
+        self.changed.emit(QRect(0, 0, self.width, self.height))
+
+    def replace_label(self, label: np.ndarray, confidence: np.ndarray | None) -> None:
+        """A new prediction: replaces the label, clears the history."""
+        self.label[:] = label
+        self.confidence = confidence
+        self.undo_stack.clear()
+        self.modified = False
+        self._overlay_px[:] = self._lut[self.label]
+        self._refresh_unsure()
+        self.changed.emit(QRect(0, 0, self.width, self.height))
+
+    def set_unsure_threshold(self, threshold: float) -> None:
+        self.unsure_threshold = threshold
+        self._refresh_unsure()
+        self.changed.emit(QRect(0, 0, self.width, self.height))
+
+    def _refresh_unsure(self) -> None:
+        if self.confidence is None:
+            self._unsure_px[:] = 0
+            return
+        self._unsure_px[:] = np.where(
+            self.confidence < self.unsure_threshold, np.uint32(UNSURE_COLOR), np.uint32(0)
+        )
+
+    # --- reading ------------------------------------------------------------------------
+    def contains(self, x: int, y: int) -> bool:
+        return 0 <= x < self.width and 0 <= y < self.height
+
+    def class_at(self, x: int, y: int) -> int:
+        return int(self.label[y, x])
+
+    def confidence_at(self, x: int, y: int) -> float | None:
+        return None if self.confidence is None else float(self.confidence[y, x])
+
+    # --- editing ------------------------------------------------------------------------
+    def write_patch(self, y: int, x: int, patch: np.ndarray) -> None:
+        """Put ``patch`` into the label at (y, x) and refresh that part of the overlay."""
+        h, w = patch.shape
+        self.label[y : y + h, x : x + w] = patch
+        self._overlay_px[y : y + h, x : x + w] = self._lut[patch]
+        self.modified = True
+        self.changed.emit(QRect(x, y, w, h))
+        self.edited.emit()
+
+    def begin_stroke(self) -> None:
+        """Start an edit made of many small changes (a brush stroke)."""
+        self._stroke_before = self.label.copy()
+        self._stroke_box = None
+
+    def paint_mask(self, y: int, x: int, mask: np.ndarray, value: int) -> None:
+        """Set the pixels where ``mask`` is true (a box at y, x) to ``value``, inside a stroke."""
+        y0, x0 = max(0, y), max(0, x)
+        y1, x1 = min(self.height, y + mask.shape[0]), min(self.width, x + mask.shape[1])
+        if y1 <= y0 or x1 <= x0:
+            return
+        m = mask[y0 - y : y1 - y, x0 - x : x1 - x]
+        region = self.label[y0:y1, x0:x1]
+        region[m] = value
+        self._overlay_px[y0:y1, x0:x1][m] = self._lut[value]
+        box = self._stroke_box
+        self._stroke_box = (
+            [y0, x0, y1, x1]
+            if box is None
+            else [min(box[0], y0), min(box[1], x0), max(box[2], y1), max(box[3], x1)]
+        )
+        self.modified = True
+        self.changed.emit(QRect(x0, y0, x1 - x0, y1 - y0))
+
+    def end_stroke(self, text: str) -> None:
+        """Close the stroke as one undo step holding only its bounding box."""
+        before, box = self._stroke_before, self._stroke_box
+        self._stroke_before = self._stroke_box = None
+        if before is None or box is None:
+            return
+        y0, x0, y1, x1 = box
+        old = before[y0:y1, x0:x1].copy()
+        new = self.label[y0:y1, x0:x1].copy()
+        if np.array_equal(old, new):
+            return
+        self.undo_stack.push(PatchCommand(self, y0, x0, old, new, text))
+        self.edited.emit()
+
+    def apply_mask(self, y: int, x: int, mask: np.ndarray, value: int, text: str) -> None:
+        """One-shot edit (fill, polygon): set masked pixels of the box at (y, x) to ``value``."""
+        self.begin_stroke()
+        self.paint_mask(y, x, mask, value)
+        self.end_stroke(text)
+
+    @property
+    def void(self) -> int:
+        return VOID

@@ -1,0 +1,102 @@
+"""Loads the model off the GUI thread and owns the predictor the prediction jobs use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from core.labels import LabelClass
+
+from .workers import GeneratorThread, run_in_thread
+
+
+class ModelManager(QObject):
+    """Holds the current ``SegmentationModel`` and its ``Predictor``.
+
+    ``load`` builds or reads the model on a worker thread (importing torch there too, so the
+    window appears first) and emits ``ready(info, device_name)`` or ``failed(message)``.
+    """
+
+    ready = Signal(object, str)
+    failed = Signal(str)
+    loading = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.model = None
+        self.predictor = None
+        self.checkpoint: Path | None = None
+        self.device = "auto"
+        self.tile: int | None = None
+        self._thread: GeneratorThread | None = None
+
+    @property
+    def info(self):
+        return None if self.model is None else self.model.info
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.isRunning()
+
+    def load(self, checkpoint: Path | None, classes: list[LabelClass], variant: str = "fcn8s") -> None:
+        """Load ``checkpoint``, or build an untrained ``variant`` for ``classes``."""
+
+        def build():
+            from core.checkpoints import ModelInfo, load_checkpoint, new_model
+
+            if checkpoint is not None:
+                return load_checkpoint(checkpoint)
+            return new_model(ModelInfo(variant=variant, classes=list(classes)))
+
+        self._start(
+            build,
+            checkpoint,
+            f"Loading {checkpoint.name if checkpoint else 'an untrained ' + variant.upper()}…",
+        )
+
+    def load_pretrained(self, backbone: str, classes: list[LabelClass]) -> None:
+        """Build a model from torchvision's downloaded weights for ``backbone``."""
+
+        def build():
+            from core.checkpoints import ModelInfo, new_model
+
+            init = "imagenet" if backbone == "vgg16" else "voc"
+            return new_model(ModelInfo(variant="fcn8s", backbone=backbone, classes=list(classes)), init=init)
+
+        self._start(build, None, f"Loading pretrained {backbone}…")
+
+    def _start(self, build, checkpoint: Path | None, text: str) -> None:
+        device, tile = self.device, self.tile
+
+        def work():
+            from core.predict import Predictor
+
+            model = build()
+            return model, Predictor(model, device=device, tile=tile), checkpoint
+
+        self.loading.emit(text)
+        thread = run_in_thread(work, "model-loader", self)
+        thread.result.connect(self._on_loaded)
+        thread.error.connect(self.failed)
+        thread.finished.connect(lambda: self._forget(thread))
+        self._thread = thread
+        thread.start()
+
+    def _forget(self, thread: GeneratorThread) -> None:
+        if self._thread is thread:
+            self._thread = None
+        thread.deleteLater()
+
+    def _on_loaded(self, value) -> None:
+        self.model, self.predictor, self.checkpoint = value
+        self.ready.emit(self.model.info, self.predictor.device_name)
+
+    def set_tile(self, tile: int | None) -> None:
+        self.tile = tile
+        if self.predictor is not None:
+            self.predictor.tile = tile
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.wait()

@@ -1,0 +1,84 @@
+"""Right dock: the model in use, its metadata and warnings, device and tile size, load/download."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+class ModelPanel(QWidget):
+    """Shows ``ModelInfo``; emits the user's requests to the main window."""
+
+    load_requested = Signal()
+    download_requested = Signal()
+    device_changed = Signal(str)
+    tile_changed = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.name = QLabel("Loading model…")
+        self.name.setWordWrap(True)
+        self.details = QLabel("")
+        self.details.setWordWrap(True)
+        self.warning = QLabel("")
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet(
+            "QLabel { background: #fff3cd; color: #6b4e00; border: 1px solid #e0c36b; padding: 4px; }"
+        )
+        self.warning.hide()
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cpu", "cuda", "mps"])
+        self.device.setToolTip("auto picks CUDA, then Apple MPS, then the CPU")
+        self.tile = QSpinBox()
+        self.tile.setRange(0, 8192)
+        self.tile.setSingleStep(128)
+        self.tile.setSpecialValueText("auto")
+        self.tile.setSuffix(" px")
+        self.tile.setToolTip("Largest tile side for big images; auto = whole image when it fits in memory")
+        form = QFormLayout()
+        form.addRow("Device", self.device)
+        form.addRow("Tile size", self.tile)
+        self.load = QPushButton("Load checkpoint…")
+        self.download = QPushButton("Download pretrained…")
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.load)
+        buttons.addWidget(self.download)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.name)
+        layout.addWidget(self.details)
+        layout.addWidget(self.warning)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addStretch(1)
+        self.load.clicked.connect(self.load_requested)
+        self.download.clicked.connect(self.download_requested)
+        self.device.currentTextChanged.connect(self.device_changed)
+        self.tile.valueChanged.connect(self.tile_changed)
+
+    def show_info(self, info, device_name: str, checkpoint: str | None) -> None:
+        self.name.setText(f"<b>{info.variant.upper()}</b> · {info.backbone} · {info.num_classes} classes")
+        lines = [f"Weights: {checkpoint or info.source}", f"Running on: {device_name}"]
+        best = info.training.get("best_val_miou")
+        if best is not None:
+            lines.append(f"Best validation mIoU: {best:.3f} ({info.training.get('steps', '?')} steps)")
+        self.details.setText("\n".join(lines))
+        self.show_warning(
+            None
+            if info.trained
+            else "Untrained weights: predictions are meaningless until you load a "
+            "checkpoint or fine-tune on reviewed images."
+        )
+
+    def show_warning(self, text: str | None) -> None:
+        self.warning.setText(text or "")
+        self.warning.setVisible(bool(text))

@@ -1,0 +1,112 @@
+"""The queue of prediction jobs: one at a time on a worker thread, current image first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from .workers import GeneratorThread
+
+
+@dataclass
+class Job:
+    image_id: str
+    path: Path
+    force: bool = False  # asked for explicitly (may replace an edited label after confirmation)
+
+
+class PredictionQueue(QObject):
+    """Runs ``predictor.iter_predict`` for queued images, one worker thread at a time.
+
+    Signals: ``started(image_id)``, ``progress(done, total, message)``,
+    ``predicted(job, prediction)``, ``failed(image_id, message)``, ``idle()``.
+    """
+
+    started = Signal(str)
+    progress = Signal(int, int, str)
+    predicted = Signal(object, object)
+    failed = Signal(str, str)
+    idle = Signal()
+
+    def __init__(self, predictor_source, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._predictor_source = predictor_source
+        self.pending: list[Job] = []
+        self.current: Job | None = None
+        self._thread: GeneratorThread | None = None
+        self.batch_total = 0
+        self.batch_done = 0
+
+    @property
+    def busy(self) -> bool:
+        return self.current is not None
+
+    def enqueue(self, job: Job, *, front: bool = False) -> None:
+        """Queue ``job`` unless that image is queued or running already."""
+        if self.current is not None and self.current.image_id == job.image_id:
+            return
+        existing = [j for j in self.pending if j.image_id == job.image_id]
+        if existing and not front:
+            return
+        self.pending = [j for j in self.pending if j.image_id != job.image_id]
+        if front:
+            self.pending.insert(0, job)
+        else:
+            self.pending.append(job)
+        self.batch_total += 1
+        self._start_next()
+
+    def cancel_all(self) -> None:
+        """Drop the queue and stop the running job at its next tile."""
+        self.pending.clear()
+        if self._thread is not None:
+            self._thread.cancel()
+
+    def wait(self) -> None:
+        """Block until the running job has stopped (used on quit, after ``cancel_all``)."""
+        thread = self._thread
+        if thread is not None:
+            thread.wait()
+            self._on_finished(thread)
+
+    def _start_next(self) -> None:
+        if self.current is not None:
+            return
+        predictor = self._predictor_source()
+        if not self.pending or predictor is None:
+            if not self.pending:
+                self.batch_total = self.batch_done = 0
+                self.idle.emit()
+            return
+        job = self.pending.pop(0)
+        self.current = job
+
+        def work():
+            from core.images import read_image
+
+            image = read_image(job.path)
+            return (yield from predictor.iter_predict(image))
+
+        thread = GeneratorThread(work, f"predict-{job.image_id}", self)
+        thread.progress.connect(self.progress)
+        thread.result.connect(lambda prediction: self.predicted.emit(job, prediction))
+        thread.error.connect(lambda message: self.failed.emit(job.image_id, message))
+        thread.finished.connect(lambda: self._on_finished(thread))
+        self._thread = thread
+        self.started.emit(job.image_id)
+        thread.start()
+
+    def _on_finished(self, thread: GeneratorThread) -> None:
+        if thread is not self._thread:
+            return  # already handled by ``wait``
+        self._thread = None
+        thread.deleteLater()
+        self.current = None
+        self.batch_done += 1
+        self._start_next()
+
+    def model_ready(self) -> None:
+        """Start queued work that was waiting for the model."""
+        self._start_next()

@@ -1,0 +1,312 @@
+"""The annotation session: the open project, the image on the canvas, saving and predicting.
+
+Widgets call this object and listen to its signals; it never blocks the GUI thread on the
+network or on PNG encoding: predictions run on the prediction queue's thread, image loads on
+a loader thread, and saves on a single background writer.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from core.errors import FcnGuiError
+from core.labels import VOID
+from core.project import ImageEntry, Project
+
+from .document import LabelDocument
+from .model_manager import ModelManager
+from .prediction import Job, PredictionQueue
+from .workers import GeneratorThread, run_in_thread
+
+CONFIDENCE_CACHE = 16
+
+
+class Session(QObject):
+    """Signals: ``project_changed``, ``document_changed(doc)``, ``states_changed``,
+    ``message(text)``, ``error(text)``, ``confirm_replace(job, prediction)``."""
+
+    project_changed = Signal()
+    document_changed = Signal(object)
+    states_changed = Signal()
+    message = Signal(str)
+    error = Signal(str)
+    confirm_replace = Signal(object, object)
+    save_failed = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.project: Project | None = None
+        self.doc: LabelDocument | None = None
+        self.models = ModelManager(self)
+        self.queue = PredictionQueue(self.usable_predictor, self)
+        self.predict_ahead = True
+        self._confidence: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fcn-save")
+        self._loader: GeneratorThread | None = None
+        self._wanted_id: str | None = None
+        self.queue.predicted.connect(self._on_predicted)
+        self.queue.failed.connect(
+            lambda image_id, msg: self.error.emit(f"Prediction of {image_id} failed: {msg}")
+        )
+        self.models.ready.connect(lambda *_: self._on_model_ready())
+        self.save_failed.connect(self.error)
+
+    # --- model --------------------------------------------------------------------------
+    def model_mismatch(self) -> str | None:
+        """Why the model cannot predict for this project, or ``None``."""
+        info = self.models.info
+        if info is None or self.project is None:
+            return None
+        if info.num_classes != len(self.project.classes):
+            return (
+                f"The model predicts {info.num_classes} classes but the project has "
+                f"{len(self.project.classes)}: fine-tune it on this project or load a matching checkpoint."
+            )
+        return None
+
+    def usable_predictor(self):
+        return None if self.model_mismatch() else self.models.predictor
+
+    def checkpoint_name(self) -> str:
+        ckpt = self.models.checkpoint
+        return str(ckpt) if ckpt else (self.models.info.source if self.models.info else "untrained")
+
+    def _on_model_ready(self) -> None:
+        if self.project is not None and self.models.checkpoint is not None:
+            self.project.checkpoint = str(self.models.checkpoint)
+            self.project._dirty = True
+            self.save_async()
+        self.queue.model_ready()
+        if self.doc is not None:
+            self._schedule_predictions(self.doc.image_id)
+
+    # --- project ------------------------------------------------------------------------
+    def open_project(self, project: Project) -> None:
+        """Switch to ``project`` (closing the previous one, its edits saved)."""
+        self.close_project()
+        self.project = project
+        self.project_changed.emit()
+        missing = project.missing_images()
+        if missing:
+            self.error.emit(
+                f"{len(missing)} images of this project are missing (e.g. {project.image_path(missing[0])}); "
+                "move them back or open the folder they are in."
+            )
+        first = next(
+            (e for e in project.images if e.state != "reviewed"),
+            project.images[0] if project.images else None,
+        )
+        if first is not None:
+            self.show_image(first.id)
+
+    def close_project(self) -> None:
+        self.queue.cancel_all()
+        self.queue.wait()
+        self.save_current()
+        self._saver.submit(lambda: None).result()
+        if self.project is not None:
+            try:
+                self.project.close()
+            except FcnGuiError as exc:
+                self.error.emit(str(exc))
+        self.project = None
+        self.doc = None
+        self._confidence.clear()
+        self.document_changed.emit(None)
+
+    def entry(self, image_id: str) -> ImageEntry:
+        return self.project.entry(image_id)
+
+    # --- switching and saving -----------------------------------------------------------
+    def show_image(self, image_id: str) -> None:
+        """Save the current label, then load ``image_id`` on a worker thread."""
+        if self.project is None or (self.doc is not None and self.doc.image_id == image_id):
+            return
+        self.save_current()
+        self._wanted_id = image_id
+        project = self.project
+        entry = project.entry(image_id)
+
+        def load():
+            from core.images import read_image
+
+            image = read_image(project.image_path(entry))
+            label = project.load_label(entry)
+            return image_id, image, label
+
+        thread = run_in_thread(load, "image-loader", self)
+        thread.result.connect(self._on_loaded)
+        thread.error.connect(self.error)
+        thread.finished.connect(lambda: self._forget_loader(thread))
+        self._loader = thread
+        self.message.emit(f"Opening {entry.id}…")
+        thread.start()
+
+    def _forget_loader(self, thread: GeneratorThread) -> None:
+        if self._loader is thread:
+            self._loader = None
+        thread.deleteLater()
+
+    def _on_loaded(self, value) -> None:
+        image_id, image, label = value
+        if self.project is None or image_id != self._wanted_id:
+            return  # the user moved on meanwhile
+        if label is None:
+            label = np.full(image.shape[:2], VOID, dtype=np.uint8)
+        doc = LabelDocument(
+            image_id, image, label, self.project.classes, self._confidence.get(image_id), self
+        )
+        doc.edited.connect(self._on_edited)
+        self.doc = doc
+        self.document_changed.emit(doc)
+        entry = self.project.entry(image_id)
+        self.message.emit(f"{entry.id}: {entry.state}")
+        self._schedule_predictions(image_id)
+
+    def _on_edited(self) -> None:
+        entry = self.project.entry(self.doc.image_id)
+        if entry.state != "edited":
+            self.project.set_state(entry, "edited")
+            self.states_changed.emit()
+
+    def save_current(self, state: str | None = None) -> None:
+        """Stage the current label if it changed (or its state is set) and save in the background."""
+        doc, project = self.doc, self.project
+        if doc is None or project is None:
+            return
+        entry = project.entry(doc.image_id)
+        if doc.modified or state is not None:
+            project.set_label(entry, doc.label.copy(), state or ("edited" if doc.modified else entry.state))
+            doc.modified = False
+        self.save_async()
+
+    def save_async(self) -> None:
+        """Write what changed on the background writer; errors come back as ``save_failed``."""
+        project = self.project
+        if project is None:
+            return
+
+        def flush():
+            try:
+                project.flush()
+            except FcnGuiError as exc:
+                self.save_failed.emit(str(exc))
+
+        self._saver.submit(flush)
+
+    def mark_reviewed(self) -> None:
+        """The current label becomes a trusted training target; records how much was corrected."""
+        doc = self.doc
+        if doc is None:
+            return
+        entry = self.project.entry(doc.image_id)
+        predicted = self.project.load_prediction(entry)
+        if predicted is not None and predicted.shape == doc.label.shape:
+            entry.changed_fraction = float(np.mean(predicted != doc.label))
+        self.save_current(state="reviewed")
+        self.states_changed.emit()
+        changed = (
+            "" if entry.changed_fraction is None else f" ({entry.changed_fraction:.1%} of pixels corrected)"
+        )
+        self.message.emit(f"{entry.id} marked reviewed{changed}")
+
+    def neighbour(self, step: int) -> str | None:
+        if self.project is None or not self.project.images:
+            return None
+        ids = [e.id for e in self.project.images]
+        current = ids.index(self.doc.image_id) if self.doc and self.doc.image_id in ids else -1
+        index = current + step
+        return ids[index] if 0 <= index < len(ids) else None
+
+    # --- predictions --------------------------------------------------------------------
+    def _schedule_predictions(self, image_id: str) -> None:
+        if self.usable_predictor() is None:
+            return
+        entry = self.project.entry(image_id)
+        if entry.state == "new":
+            self.queue.enqueue(Job(image_id, self.project.image_path(entry)), front=True)
+        nxt = self.neighbour(1)
+        if self.predict_ahead and nxt is not None and self.project.entry(nxt).state == "new":
+            self.queue.enqueue(Job(nxt, self.project.image_path(self.project.entry(nxt))))
+
+    def predict_current(self) -> None:
+        if self.doc is None:
+            return
+        if (why := self.model_mismatch()) is not None:
+            self.error.emit(why)
+            return
+        entry = self.project.entry(self.doc.image_id)
+        self.queue.enqueue(Job(entry.id, self.project.image_path(entry), force=True), front=True)
+
+    def predict_all(self) -> int:
+        """Queue every image that is new or only predicted; edited ones are left alone."""
+        if (why := self.model_mismatch()) is not None:
+            self.error.emit(why)
+            return 0
+        todo = [e for e in self.project.images if e.state in ("new", "predicted")]
+        for e in todo:
+            self.queue.enqueue(Job(e.id, self.project.image_path(e)))
+        skipped = sum(e.state == "edited" for e in self.project.images)
+        if skipped:
+            self.message.emit(f"Predicting {len(todo)} images; {skipped} edited images are kept as they are")
+        return len(todo)
+
+    def _on_predicted(self, job: Job, prediction) -> None:
+        if self.project is None:
+            return
+        try:
+            entry = self.project.entry(job.image_id)
+        except FcnGuiError:
+            return
+        self._confidence[job.image_id] = prediction.confidence
+        self._confidence.move_to_end(job.image_id)
+        while len(self._confidence) > CONFIDENCE_CACHE:
+            self._confidence.popitem(last=False)
+        is_current = self.doc is not None and self.doc.image_id == job.image_id
+        user_work = entry.state in ("edited", "reviewed") or (is_current and self.doc.modified)
+        if user_work:
+            if job.force:
+                self.confirm_replace.emit(job, prediction)
+            elif is_current:
+                self.doc.confidence = prediction.confidence
+                self.doc.set_unsure_threshold(self.doc.unsure_threshold)
+            return
+        self.apply_prediction(job, prediction)
+
+    def apply_prediction(self, job: Job, prediction) -> None:
+        """Make ``prediction`` the label of ``job``'s image (state ``predicted``)."""
+        entry = self.project.entry(job.image_id)
+        self.project.set_label(entry, prediction.label, "predicted", checkpoint=self.checkpoint_name())
+        project, label = self.project, prediction.label
+        self._saver.submit(lambda: project.save_prediction(entry, label))
+        self.save_async()
+        if self.doc is not None and self.doc.image_id == job.image_id:
+            self.doc.replace_label(prediction.label, prediction.confidence)
+        self.states_changed.emit()
+
+    # --- shutdown -----------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Cancel work, wait for every thread, save, release the project."""
+        self.queue.cancel_all()
+        self.queue.wait()
+        self.models.wait()
+        if self._loader is not None:
+            self._loader.wait()
+        self.close_project()
+        self._saver.shutdown(wait=True)
+
+
+def project_for_images(paths: list[Path]) -> Project:
+    """Open (or make) the project next to the first image and add ``paths`` to it."""
+    from core.project import project_home_for
+
+    home = project_home_for(paths[0].parent)
+    project = Project.open(home) if (home / "project.json").exists() else Project.create(home, [])
+    project.add_images(paths)
+    project.flush()
+    return project

@@ -1,0 +1,200 @@
+import time
+
+import numpy as np
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from core.labels import VOID, read_label
+from tests.gui.conftest import click, drag, wait_idle
+
+
+def _known_label(window, qtbot, value=VOID):
+    """Let predictions settle, then fill the current label with ``value`` (as one edit)."""
+    wait_idle(qtbot, window)
+    doc = window.session.doc
+    doc.write_patch(0, 0, np.full((doc.height, doc.width), value, np.uint8))
+    doc.undo_stack.clear()
+    return doc
+
+
+def test_open_folder_lists_images_with_states(make_window, photo_folder, qtbot):
+    window = make_window(photo_folder)
+    panel = window.image_panel
+    assert panel.list.count() == 4
+    wait_idle(qtbot, window)
+    states = {e.id: e.state for e in window.session.project.images}
+    # The current image and, ahead of time, the next one have been predicted.
+    assert states == {"astronaut": "predicted", "chelsea": "predicted", "coffee": "new", "rocket": "new"}
+    assert panel.progress_label.text() == "0 of 4 reviewed"
+    panel.filter.setCurrentIndex(1)  # "New"
+    visible = [panel.list.item(i).text().split()[0] for i in range(4) if not panel.list.item(i).isHidden()]
+    assert visible == ["coffee", "rocket"]
+    qtbot.waitUntil(lambda: panel._thumbs["rocket"].toImage().pixelColor(10, 10).name() != "#3c3c40")
+
+
+def test_brush_paints_and_undo_redo_restore_exact_pixels(make_window, photo_folder, qtbot):
+    window = make_window(photo_folder)
+    doc = _known_label(window, qtbot, 0)
+    window.select_tool("brush")
+    window.brush_size.setValue(5)
+    window.set_current_class(15)
+    before = doc.label.copy()
+    drag(window.canvas, [(10, 20), (30, 20), (40, 25)])
+    painted = doc.label.copy()
+    assert painted[20, 10] == painted[20, 30] == painted[22, 35] == 15
+    assert painted[20, 60] == 0 and painted[5, 10] == 0
+    assert 50 < (painted == 15).sum() < 400
+    assert doc.undo_stack.count() == 1
+    window.act["undo"].trigger()
+    np.testing.assert_array_equal(doc.label, before)
+    window.act["redo"].trigger()
+    np.testing.assert_array_equal(doc.label, painted)
+    cmd = doc.undo_stack.command(0)
+    assert cmd.before.size < doc.label.size / 4  # the step holds the changed box, not the image
+
+
+def test_flood_fill_polygon_picker_and_eraser(make_window, photo_folder, qtbot):
+    window = make_window(photo_folder)
+    doc = _known_label(window, qtbot, 0)
+    h, w = doc.height, doc.width
+    block = np.full((h, w), 0, np.uint8)
+    block[:, w // 2 :] = 3
+    block[5:10, 5:10] = 3  # an island of 3 not connected to the right half
+    doc.write_patch(0, 0, block)
+    window.select_tool("fill")
+    window.set_current_class(7)
+    click(window.canvas, w - 5, h - 5)
+    assert (doc.label[:, w // 2 :] == 7).all()
+    assert (doc.label[5:10, 5:10] == 3).all() and doc.label[0, 0] == 0
+
+    window.select_tool("polygon")
+    window.set_current_class(2)
+    for x, y in [(2, 20), (20, 20), (20, 40)]:
+        click(window.canvas, x, y)
+    click(window.canvas, 2, 40, double=True)
+    assert doc.label[30, 10] == 2 and doc.label[22, 18] == 2
+    assert doc.label[45, 10] == 0 and doc.label[10, 30] == 0
+
+    window.select_tool("picker")
+    click(window.canvas, w - 3, 3)
+    assert window.current_class == 7
+
+    window.select_tool("eraser")
+    window.erase_mode.setCurrentIndex(0)
+    window.brush_size.setValue(3)
+    drag(window.canvas, [(w - 10, 10), (w - 10, 12)])
+    assert doc.label[11, w - 10] == VOID
+    window.erase_mode.setCurrentIndex(1)
+    drag(window.canvas, [(w - 20, 10), (w - 20, 12)])
+    assert doc.label[11, w - 20] == 0
+    assert doc.undo_stack.count() == 4
+
+
+def test_prediction_runs_on_a_worker_while_the_event_loop_keeps_going(make_window, photo_folder, qtbot):
+    window = make_window(photo_folder)
+    wait_idle(qtbot, window)
+    session = window.session
+    doc = session.doc
+    doc.write_patch(0, 0, np.full((doc.height, doc.width), VOID, np.uint8))
+    doc.modified = False
+    session.project.set_state(session.project.entry(doc.image_id), "predicted")  # no edits to protect
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(5)
+    with qtbot.waitSignal(session.queue.predicted, timeout=30000):
+        window.act["predict"].trigger()
+        assert session.queue.busy
+    timer.stop()
+    assert len(ticks) >= 3  # the GUI thread ran timers while the network worked
+    assert (doc.label != VOID).all() and len(np.unique(doc.label)) >= 2
+    assert doc.confidence is not None and doc.confidence.shape == doc.label.shape
+    window.unsure.setChecked(True)
+    assert window.canvas.unsure_visible
+
+
+def test_cancel_stops_the_queue(make_window, photo_folder, qtbot):
+    window = make_window(photo_folder, with_model=True)
+    wait_idle(qtbot, window)
+    session = window.session
+    for e in session.project.images:
+        if e.state == "predicted":
+            session.project.set_state(e, "new")
+    window.predict_all()
+    assert session.queue.busy
+    window.cancel_work()
+    wait_idle(qtbot, window)
+    assert sum(e.state == "predicted" for e in session.project.images) <= 1
+    assert window.progress.isHidden()
+
+
+def test_switching_images_autosaves_the_edit(make_window, photo_folder, qtbot):
+    window = make_window(photo_folder)
+    doc = _known_label(window, qtbot, 0)
+    window.set_current_class(5)
+    window.select_tool("brush")
+    drag(window.canvas, [(10, 10), (20, 10)])
+    edited = doc.label.copy()
+    window.act["next"].trigger()
+    qtbot.waitUntil(lambda: window.session.doc.image_id == "chelsea")
+    project = window.session.project
+    entry = project.entry("astronaut")
+    assert entry.state == "edited"
+    qtbot.waitUntil(
+        lambda: project.label_path(entry).exists() and (read_label(project.label_path(entry)) == edited).all()
+    )
+    window.act["prev"].trigger()
+    qtbot.waitUntil(lambda: window.session.doc.image_id == "astronaut")
+    np.testing.assert_array_equal(window.session.doc.label, edited)
+
+
+def test_mark_reviewed_records_the_correction(make_window, photo_folder, qtbot):
+    window = make_window(photo_folder)
+    wait_idle(qtbot, window)
+    doc = window.session.doc
+    window.select_tool("brush")
+    window.brush_size.setValue(9)
+    window.set_current_class(9)
+    drag(window.canvas, [(5, 5), (40, 5)])
+    window.act["reviewed"].trigger()
+    entry = window.session.project.entry(doc.image_id)
+    assert entry.state == "reviewed"
+    assert 0 < entry.changed_fraction < 0.2
+    assert window.image_panel.progress_label.text() == "1 of 4 reviewed"
+
+
+def test_unreadable_image_shows_an_error_and_the_app_keeps_working(make_window, photo_folder, qtbot):
+    (photo_folder / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    window = make_window(photo_folder)
+    wait_idle(qtbot, window)
+    window.session.show_image("zz_broken")
+
+    def error_box():
+        boxes = [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()]
+        return bool(boxes) and "zz_broken.jpg" in boxes[0].text()
+
+    qtbot.waitUntil(error_box, timeout=10000)
+    assert window.session.doc.image_id == "astronaut"  # the previous image stays open
+    window.act["next"].trigger()
+    qtbot.waitUntil(lambda: window.session.doc.image_id == "chelsea")
+
+
+def test_settings_persist_between_runs(make_window, photo_folder, qtbot):
+    first = make_window(photo_folder)
+    first.brush_size.setValue(33)
+    first.opacity.setValue(70)
+    first.close()
+    second = make_window(None)
+    assert second.tools["brush"].size == 33 and second.opacity.value() == 70
+    assert str(photo_folder / "fcn-gui-project") in second.settings.recent()
+
+
+def test_quit_while_predicting_waits_cleanly(make_window, photo_folder, qtbot):
+    window = make_window(photo_folder)
+    wait_idle(qtbot, window)
+    for e in window.session.project.images:
+        window.session.project.set_state(e, "new")
+    window.predict_all()
+    assert window.session.queue.busy
+    window.close()
+    assert not window.session.queue.busy and window.session.project is None
