@@ -64,6 +64,42 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("voc_dir", type=Path, help="folder with JPEGImages and SegmentationClass")
     imp.add_argument("--project", required=True, type=Path, help="new project folder")
     imp.set_defaults(func=cmd_import)
+
+    tr = sub.add_parser("train", help="fine-tune on a VOC folder or a project's reviewed labels")
+    tr.add_argument("data", type=Path, help="VOC-layout folder or project")
+    tr.add_argument(
+        "--output", required=True, type=Path, help="best checkpoint (.safetensors); FILE.last too"
+    )
+    tr.add_argument("--variant", default="fcn8s", choices=("fcn32s", "fcn16s", "fcn8s"))
+    tr.add_argument("--backbone", default="vgg16", choices=("vgg16", "resnet50", "resnet101"))
+    tr.add_argument("--init", default="imagenet", help="CHECKPOINT, imagenet, voc (ResNet) or none")
+    tr.add_argument("--download", action="store_true", help="allow downloading pretrained weights")
+    tr.add_argument("--classes", type=Path, help="class list file (one name per line)")
+    budget = tr.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, default=500)
+    budget.add_argument("--epochs", type=int)
+    tr.add_argument("--batch-size", type=int, default=4)
+    tr.add_argument("--crop", type=int, default=320)
+    tr.add_argument("--lr", type=float, default=1e-4)
+    tr.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    tr.add_argument("--val-fraction", type=float, default=0.2)
+    tr.add_argument("--val-every", type=int, default=100)
+    tr.add_argument("--freeze-backbone", action="store_true")
+    tr.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    tr.add_argument("--resume", action="store_true", help="continue from FILE.last")
+    tr.add_argument("--seed", type=int, default=0)
+    _device_args(tr)
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="pixel accuracy, mean accuracy, mean IoU, fw IoU, IoU per class")
+    ev.add_argument("data", type=Path, help="VOC-layout folder or project")
+    ev.add_argument("--checkpoint", required=True, type=Path)
+    ev.add_argument("--split", choices=("val", "train", "all"), default="val")
+    ev.add_argument("--val-fraction", type=float, default=0.2)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--json", action="store_true")
+    _device_args(ev)
+    ev.set_defaults(func=cmd_eval)
     return parser
 
 
@@ -208,4 +244,93 @@ def cmd_import(args: argparse.Namespace) -> int:
     counts = project.counts()
     project.close()
     print(f"project {project.root}: {len(project.images)} images, {counts['reviewed']} reviewed")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``fcn-gui train``: fine-tune and write the best and last checkpoints."""
+    from .datasets import TrainData
+    from .train import TrainConfig, train
+
+    data = TrainData.from_path(args.data, val_fraction=args.val_fraction, seed=args.seed).with_classes(
+        args.classes
+    )
+    config = TrainConfig(
+        output=args.output,
+        variant=args.variant,
+        backbone=args.backbone,
+        init=args.init,
+        allow_download=args.download,
+        steps=args.steps,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        val_every=args.val_every,
+        freeze_backbone=args.freeze_backbone,
+        workers=args.workers,
+        resume=args.resume,
+        seed=args.seed,
+        device=args.device,
+    )
+    from tqdm import tqdm
+
+    from .files import distributed_rank
+
+    rank = distributed_rank()[0]
+    print(f"training on {len(data.train)} images, validating on {len(data.val)} ({data.description})")
+    gen = train(config, data)
+    bar = tqdm(total=0, unit="step", desc="train", disable=rank != 0, dynamic_ncols=True)
+    miou = None
+    try:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            bar.total = event.total
+            bar.n = event.done
+            miou = event.val_miou if event.val_miou is not None else miou
+            bar.set_postfix(loss=f"{event.loss:.4f}", val_miou="-" if miou is None else f"{miou:.3f}")
+    finally:
+        gen.close()
+        bar.close()
+    if rank == 0:
+        best = "n/a (no validation images)" if result.best_miou is None else f"{result.best_miou:.4f}"
+        print(f"{result.steps} steps; best validation mIoU {best}; best: {result.best}; last: {result.last}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``fcn-gui eval``: the FCN metrics of a checkpoint on a data split."""
+    from .checkpoints import load_checkpoint
+    from .datasets import SegmentationDataset, TrainData
+    from .devices import choose_device
+    from .metrics import ConfusionMeter
+    from .predict import Predictor
+
+    data = TrainData.from_path(args.data, val_fraction=args.val_fraction, seed=args.seed)
+    samples = {"val": data.val, "train": data.train, "all": data.train + data.val}[args.split]
+    if not samples:
+        raise FcnGuiError(f"the {args.split} split is empty; use --split all", args.data)
+    model = load_checkpoint(args.checkpoint, num_classes=len(data.classes))
+    predictor = Predictor(model, device=choose_device(args.device))
+    dataset = SegmentationDataset(samples, len(data.classes), transform=None)
+    meter = ConfusionMeter(len(data.classes))
+    for i in range(len(dataset)):
+        image, mask = dataset.load(i)
+        prediction = predictor.predict(image.permute(1, 2, 0).numpy())
+        meter.update(prediction.label, mask.numpy())
+    scores = meter.scores().as_dict()
+    scores["per_class_iou"] = dict(zip([c.name for c in data.classes], scores["per_class_iou"], strict=True))
+    scores["images"] = len(samples)
+    if args.json:
+        print(json.dumps(scores, indent=2))
+        return 0
+    for key in ("pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou"):
+        print(f"{key:>16}: {scores[key]:.4f}")
+    for name, iou in scores["per_class_iou"].items():
+        print(f"{name:>16}: {'absent' if iou is None else f'{iou:.4f}'}")
     return 0

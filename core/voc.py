@@ -143,13 +143,13 @@ def import_voc(voc_dir: str | Path, project_dir: str | Path) -> Generator[Progre
     converted through the colour map; unknown colours raise ``LabelError``.
     """
     root = find_voc_root(voc_dir)
-    classes = _dataset_classes(root)
+    classes = dataset_classes(root)
     ids = _dataset_ids(root)
     images_dir = root / "JPEGImages"
     pairs = []
     problems = []
     for image_id in ids:
-        image = _find_image(images_dir, image_id)
+        image = find_image(images_dir, image_id)
         if image is None:
             problems.append(f"{image_id}: no image in {images_dir}")
         else:
@@ -195,7 +195,7 @@ def _renamed(project: Project, current: str, wanted: str) -> str:
     return wanted
 
 
-def _dataset_classes(root: Path) -> list[LabelClass]:
+def dataset_classes(root: Path) -> list[LabelClass]:
     names_file = root / "class_names.txt"
     if names_file.exists():
         names = [n.strip() for n in names_file.read_text(encoding="utf-8").splitlines() if n.strip()]
@@ -219,7 +219,7 @@ def _dataset_ids(root: Path) -> list[str]:
     return unique
 
 
-def _find_image(images_dir: Path, image_id: str) -> Path | None:
+def find_image(images_dir: Path, image_id: str) -> Path | None:
     for suffix in (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".tif", ".bmp"):
         p = images_dir / f"{image_id}{suffix}"
         if p.exists():

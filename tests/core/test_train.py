@@ -1,0 +1,225 @@
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.checkpoints import load_checkpoint, read_info
+from core.cli import main
+from core.datasets import TrainData
+from core.labels import classes_from_names, write_label
+from core.progress import drain
+from core.train import TrainConfig, TrainingError, evaluate_model, last_path, start_model, train
+
+ROOT = Path(__file__).parents[2]
+CROPS = [
+    (0, 0),
+    (0, 128),
+    (0, 256),
+    (0, 384),
+    (128, 0),
+    (128, 128),
+    (128, 256),
+    (128, 384),
+    (384, 0),
+    (384, 256),
+]
+
+
+@pytest.fixture(scope="module")
+def nuclei_voc(tmp_path_factory, data_dir) -> Path:
+    """128x128 crops of the microscopy image as a 2-class VOC dataset (8 train, 2 val)."""
+    from core.images import read_image
+
+    root = tmp_path_factory.mktemp("nuclei") / "VOC"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True)
+    image = read_image(data_dir / "nuclei/nuclei.tif")
+    label = (np.asarray(Image.open(data_dir / "nuclei/nuclei_instances.tif")) > 0).astype(np.uint8)
+    ids = []
+    for i, (y, x) in enumerate(CROPS):
+        Image.fromarray(image[y : y + 128, x : x + 128]).save(root / "JPEGImages" / f"crop{i}.png")
+        write_label(root / "SegmentationClass" / f"crop{i}.png", label[y : y + 128, x : x + 128])
+        ids.append(f"crop{i}")
+    (root / "ImageSets/Segmentation/train.txt").write_text("\n".join(ids[:8]))
+    (root / "ImageSets/Segmentation/val.txt").write_text("\n".join(ids[8:]))
+    (root / "class_names.txt").write_text("background\nnucleus\n")
+    return root
+
+
+def config(tmp_path, **kw) -> TrainConfig:
+    base = dict(output=tmp_path / "model.safetensors", init="none", steps=2, batch_size=2, crop=64, workers=0)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_a_few_dozen_steps_lower_the_loss_and_beat_the_untrained_model(nuclei_voc, tmp_path):
+    data = TrainData.from_voc(nuclei_voc)
+    assert (len(data.train), len(data.val)) == (8, 2)
+    cfg = config(tmp_path, steps=30, batch_size=4, crop=96, val_every=30, lr=3e-4)
+    model = start_model(cfg, data)
+    untrained = evaluate_model(model.module, data, model.info, torch.device("cpu"))
+    events = []
+    gen = train(cfg, data, model)
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    losses = [e.loss for e in events]
+    assert np.mean(losses[-8:]) < np.mean(losses[:3])
+    assert result.best_miou > untrained + 0.05
+    info = read_info(result.best)
+    assert info.trained and [c.name for c in info.classes] == ["background", "nucleus"]
+    assert info.training["best_val_miou"] == pytest.approx(result.best_miou)
+    assert info.training["steps"] == 30 and last_path(result.best).exists()
+
+
+def test_void_pixels_are_ignored_and_fully_void_crops_skipped(nuclei_voc, tmp_path):
+    data = TrainData.from_voc(nuclei_voc)
+    partial = tmp_path / "partial.png"
+    label = np.full((128, 128), 255, np.uint8)
+    label[:20, :20] = 1  # the user labelled one corner
+    write_label(partial, label)
+    data.train = [type(s)(s.image, partial, s.name) for s in data.train[:1]]
+    events = drain_events(train(config(tmp_path, steps=3, batch_size=1, crop=32), data))
+    assert len(events) == 3 and all(np.isfinite(e.loss) for e in events)
+
+
+def drain_events(gen):
+    out = []
+    while True:
+        try:
+            out.append(next(gen))
+        except StopIteration:
+            return out
+
+
+def test_start_checkpoint_with_another_class_list_keeps_the_trunk(
+    local_model, checkpoint, nuclei_voc, tmp_path
+):
+    data = TrainData.from_voc(nuclei_voc)
+    model = start_model(config(tmp_path, init=str(checkpoint)), data)
+    assert model.info.num_classes == 2 and model.module.score.out_channels == 2
+    assert torch.equal(model.module.fc6.weight, local_model.module.fc6.weight.cpu())
+    assert not model.info.trained
+
+
+def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(nuclei_voc, tmp_path):
+    data = TrainData.from_voc(nuclei_voc)
+    drain(train(config(tmp_path, steps=1, val_every=1), data))
+    good = (tmp_path / "model.safetensors").read_bytes()
+    with pytest.raises(TrainingError, match="diverged.*lower --lr"):
+        drain(train(config(tmp_path, steps=20, lr=1e3, optimizer="sgd", val_every=100), data))
+    assert (tmp_path / "model.safetensors").read_bytes() == good
+
+
+def test_resume_continues_from_the_last_checkpoint(nuclei_voc, tmp_path):
+    data = TrainData.from_voc(nuclei_voc)
+    drain(train(config(tmp_path, steps=2, val_every=2), data))
+    assert read_info(last_path(tmp_path / "model.safetensors")).training["steps"] == 2
+    events = drain_events(train(config(tmp_path, steps=3, val_every=10, resume=True), data))
+    assert [e.done for e in events] == [3]
+
+
+def test_stopping_keeps_what_was_learnt(nuclei_voc, tmp_path):
+    data = TrainData.from_voc(nuclei_voc)
+    gen = train(config(tmp_path, steps=50, val_every=100), data)
+    next(gen)
+    gen.close()
+    assert read_info(last_path(tmp_path / "model.safetensors")).training["steps"] == 1
+
+
+def test_project_trains_on_reviewed_labels_only(tmp_path, nuclei_voc):
+    from core.project import Project
+
+    images = sorted((nuclei_voc / "JPEGImages").glob("*.png"))[:3]
+    with Project.create(tmp_path / "proj", images, classes_from_names(["background", "nucleus"])) as project:
+        for entry, state in zip(project.images, ("reviewed", "edited", "reviewed"), strict=True):
+            project.set_label(entry, np.zeros((128, 128), np.uint8), state)
+    data = TrainData.from_path(tmp_path / "proj", val_fraction=0.5, snapshot_dir=tmp_path / "snap")
+    assert len(data.train) + len(data.val) == 2
+    assert all(s.label.parent == tmp_path / "snap" for s in data.train + data.val)
+
+
+def test_cli_train_and_eval(nuclei_voc, tmp_path, capsys):
+    out = tmp_path / "cli.safetensors"
+    args = [
+        "train",
+        str(nuclei_voc),
+        "--output",
+        str(out),
+        "--init",
+        "none",
+        "--steps",
+        "2",
+        "--crop",
+        "64",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--val-every",
+        "2",
+    ]
+    assert main(args) == 0
+    assert "best validation mIoU" in capsys.readouterr().out
+    assert main(["eval", str(nuclei_voc), "--checkpoint", str(out), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert set(scores["per_class_iou"]) == {"background", "nucleus"} and scores["images"] == 2
+    assert 0 <= scores["mean_iou"] <= 1 and 0 <= scores["pixel_accuracy"] <= 1
+    assert main(["train", str(tmp_path), "--output", str(out)]) == 2
+    assert "not a VOC dataset" in capsys.readouterr().err
+
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, os, sys
+    from pathlib import Path
+    import torch
+    from core.datasets import TrainData
+    from core.progress import drain
+    from core.train import TrainConfig, train
+    data = TrainData.from_voc(sys.argv[1])
+    out = Path(sys.argv[2])
+    cfg = TrainConfig(output=out / "ddp.safetensors", init="none", steps=2, batch_size=1, crop=48, workers=0,
+                      val_every=2, device="cpu", seed=int(os.environ["RANK"]))  # different seeds on purpose
+    result = drain(train(cfg, data))
+    digest = hashlib.sha1()
+    for t in result.model.module.state_dict().values():
+        digest.update(t.detach().cpu().numpy().tobytes())
+    (out / f"rank{os.environ['RANK']}.txt").write_text(digest.hexdigest())
+    """
+)
+
+
+def test_two_process_ddp_ranks_end_with_identical_weights(nuclei_voc, tmp_path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        str(script),
+        str(nuclei_voc),
+        str(tmp_path),
+    ]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    digests = {(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)}
+    assert len(digests) == 1
+    assert (tmp_path / "ddp.safetensors").exists()
+    assert hashlib.sha1((tmp_path / "ddp.safetensors").read_bytes()).hexdigest()
+    assert load_checkpoint(tmp_path / "ddp.safetensors").info.training["steps"] == 2
