@@ -39,6 +39,8 @@ from .resources import icon
 from .session import Session, project_for_images
 from .settings import Settings
 from .tools import BrushTool, EraserTool, FillTool, PickerTool, PolygonTool
+from .training import TrainingController
+from .training_panel import TrainingPanel
 from .workers import GeneratorThread
 
 AUTOSAVE_MS = 15_000
@@ -54,9 +56,11 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(icon("app"))
         self.setAcceptDrops(True)
         self.session = Session(self)
+        self.training = TrainingController(self.session, self)
         self.undo_group = QUndoGroup(self)
         self.current_class = 0
         self._busy_threads: list[GeneratorThread] = []
+        self._repredict_after_load = False
 
         self.canvas = Canvas(self)
         self.setCentralWidget(self.canvas)
@@ -89,15 +93,18 @@ class MainWindow(QMainWindow):
         }
 
     def _make_docks(self) -> None:
+        self.docks: dict[str, QDockWidget] = {}
         self.image_panel = ImageListPanel()
         self.class_panel = ClassPanel()
         self.model_panel = ModelPanel()
         self.view_panel = self._view_controls()
+        self.training_panel = TrainingPanel()
         for title, widget, area, name in (
             ("Images", self.image_panel, Qt.DockWidgetArea.LeftDockWidgetArea, "images"),
             ("Classes", self.class_panel, Qt.DockWidgetArea.RightDockWidgetArea, "classes"),
             ("View and tools", self.view_panel, Qt.DockWidgetArea.RightDockWidgetArea, "view"),
             ("Model", self.model_panel, Qt.DockWidgetArea.RightDockWidgetArea, "model"),
+            ("Training", self.training_panel, Qt.DockWidgetArea.RightDockWidgetArea, "training"),
         ):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock-{name}")
@@ -107,6 +114,9 @@ class MainWindow(QMainWindow):
                 | QDockWidget.DockWidgetFeature.DockWidgetFloatable
             )
             self.addDockWidget(area, dock)
+            self.docks[name] = dock
+        self.tabifyDockWidget(self.docks["model"], self.docks["training"])
+        self.docks["model"].raise_()
 
     def _view_controls(self) -> QWidget:
         w = QWidget()
@@ -299,6 +309,14 @@ class MainWindow(QMainWindow):
         self.model_panel.download_requested.connect(self.download_dialog)
         self.model_panel.device_changed.connect(self._on_device_changed)
         self.model_panel.tile_changed.connect(lambda v: s.models.set_tile(v or None))
+        self.training_panel.start_requested.connect(self.start_training)
+        self.training_panel.stop_requested.connect(self.training.stop)
+        self.training_panel.use_requested.connect(self.use_checkpoint)
+        self.training.step.connect(self._on_training_step)
+        self.training.finished.connect(self._on_training_finished)
+        self.training.failed.connect(self._on_training_failed)
+        self.training.running_changed.connect(self.training_panel.set_running)
+        s.states_changed.connect(self._refresh_corrections)
         self.canvas.hovered.connect(self._on_hover)
         self.canvas.zoom_changed.connect(lambda z: self.status["zoom"].setText(f"{z:.0%}"))
         self.opacity.valueChanged.connect(lambda v: self.canvas.set_opacity(v / 100))
@@ -390,6 +408,8 @@ class MainWindow(QMainWindow):
         project = self.session.project
         self.image_panel.set_project(project)
         self.class_panel.set_classes(self._classes(), keep=0)
+        self._refresh_rounds()
+        self._refresh_corrections()
         if project is not None:
             self.setWindowTitle(f"fcn-gui — {project.root}")
             self.settings.add_recent(str(project.root))
@@ -429,6 +449,10 @@ class MainWindow(QMainWindow):
         if ckpt is not None:
             self.settings.set("checkpoint", str(ckpt))
         self._update_model_warning()
+        self._refresh_rounds()
+        if self._repredict_after_load:
+            self._repredict_after_load = False
+            self.session.repredict_unreviewed()
 
     def _update_model_warning(self) -> None:
         why = self.session.model_mismatch()
@@ -647,6 +671,59 @@ class MainWindow(QMainWindow):
     def mark_reviewed(self) -> None:
         self.session.mark_reviewed()
 
+    # --- training -----------------------------------------------------------------------
+    def start_training(self, steps: int, minutes: int) -> None:
+        try:
+            self.training.start(steps, minutes)
+        except FcnGuiError as exc:
+            self.show_error(str(exc))
+            return
+        self.training_panel.status.setText("Training in the background; keep annotating.")
+
+    def _on_training_step(self, done: int, total: int, loss: float, val: float) -> None:
+        self.training_panel.curve.add(loss, None if val < 0 else val)
+        score = "" if val < 0 else f", validation mIoU {val:.3f}"
+        self.training_panel.status.setText(f"Step {done} of {total}: loss {loss:.4f}{score}")
+
+    def _on_training_finished(self, result) -> None:
+        best = (
+            "no validation images"
+            if result.best_miou is None
+            else f"best validation mIoU {result.best_miou:.3f}"
+        )
+        self.training_panel.status.setText(f"Round finished after {result.steps} steps; {best}.")
+        self.training_panel.offer_model(result.best, result.best_miou)
+        self._refresh_rounds()
+
+    def _on_training_failed(self, message: str) -> None:
+        self.training_panel.status.setText(message.splitlines()[0])
+        if "stopped" not in message:
+            self.show_error(f"Training failed: {message}")
+
+    def use_checkpoint(self, path: str) -> None:
+        """Load ``path`` and re-predict every image that is not reviewed or edited."""
+        self.training_panel.offer.hide()
+        self.session.queue.cancel_all()
+        self._repredict_after_load = True
+        self.session.models.load(Path(path), self._classes())
+
+    def _refresh_rounds(self) -> None:
+        if self.session.project is None:
+            self.training_panel.set_rounds([], None)
+            return
+        ckpt = self.session.models.checkpoint
+        self.training_panel.set_rounds(self.training.rounds(), str(ckpt) if ckpt else None)
+
+    def _refresh_corrections(self) -> None:
+        project = self.session.project
+        entries = (
+            []
+            if project is None
+            else [e for e in project.images if e.state == "reviewed" and e.changed_fraction is not None]
+        )
+        entries.sort(key=lambda e: e.modified or "")
+        self.training_panel.corrections.set_values([e.changed_fraction for e in entries])
+
     # --- classes ------------------------------------------------------------------------
     def _class_edit(self, change) -> None:
         project = self.session.project
@@ -771,6 +848,8 @@ class MainWindow(QMainWindow):
         for thread in list(self._busy_threads):
             thread.wait()
         self.image_panel.stop_thumbnails()
+        self.training.stop()
+        self.training.wait()
         self.session.shutdown()
         self.settings.set("geometry", self.saveGeometry())
         self.settings.set("window_state", self.saveState())

@@ -256,6 +256,21 @@ class Session(QObject):
             self.message.emit(f"Predicting {len(todo)} images; {skipped} edited images are kept as they are")
         return len(todo)
 
+    def repredict_unreviewed(self) -> int:
+        """After a model change: predict again every image the user has not edited or reviewed,
+        the current and next image first."""
+        if self.project is None or self.usable_predictor() is None:
+            return 0
+        order = [self.doc.image_id] if self.doc else []
+        nxt = self.neighbour(1)
+        order += [nxt] if nxt else []
+        order += [e.id for e in self.project.images if e.id not in order]
+        todo = [i for i in order if self.project.entry(i).state in ("new", "predicted")]
+        for image_id in todo:
+            entry = self.project.entry(image_id)
+            self.queue.enqueue(Job(image_id, self.project.image_path(entry)))
+        return len(todo)
+
     def _on_predicted(self, job: Job, prediction) -> None:
         if self.project is None:
             return
