@@ -30,7 +30,7 @@ from .tiling import TileGrid, blend_window, make_grid
 # Peak activation bytes per input pixel of a VGG16-FCN forward pass in fp32 (two 64-channel
 # conv1 maps live at once, plus allocator slack).
 BYTES_PER_PIXEL = 600
-DEFAULT_TILE = 1024
+TILE_CHOICES = (1024, 896, 768, 640, 512, 384, 256)
 DEFAULT_OVERLAP = 64
 MIN_TILE = 256
 
@@ -97,12 +97,28 @@ class Predictor:
         return drain(self.iter_predict(image))
 
     def plan(self, height: int, width: int) -> TileGrid:
-        """The tile grid this predictor would use for an image of that size."""
+        """The tile grid for an image of that size.
+
+        Without an explicit ``tile``, the whole image when its activations (and, on the CPU,
+        the class-probability band) fit the device's memory budget; otherwise the largest
+        standard tile that fits.
+        """
         tile = self.tile
         if tile is None:
             budget = device_memory_budget(self.device)
-            tile = max(height, width) if height * width * BYTES_PER_PIXEL <= budget else DEFAULT_TILE
+            if self._cost(height, width, width) <= budget:
+                tile = max(height, width)
+            else:
+                fits = [t for t in TILE_CHOICES if self._cost(min(t, height), min(t, width), width) <= budget]
+                tile = fits[0] if fits else TILE_CHOICES[-1]
         return make_grid(height, width, tile, self.overlap)
+
+    def _cost(self, tile_h: int, tile_w: int, width: int) -> int:
+        """Bytes one tile's forward pass needs, plus the probability band when it shares the memory."""
+        activations = tile_h * tile_w * BYTES_PER_PIXEL
+        if self.device.type == "cuda":
+            return activations // 2  # fp16/bf16 activations; the band lives in host memory
+        return activations + (self.model.info.num_classes + 1) * tile_h * width * 4
 
     def _batch_for(self, grid: TileGrid) -> int:
         if self.batch_size is not None:
@@ -162,8 +178,7 @@ class Predictor:
         for y, rows_final, _next_y in grid.bands():
             for start in range(0, len(grid.xs), batch):
                 xs = grid.xs[start : start + batch]
-                probs = self._forward(image, y, xs, grid) * window
-                probs = probs.float().cpu()
+                probs = self._forward(image, y, xs, grid).mul_(window).cpu()
                 for i, x in enumerate(xs):
                     acc[:, :, x : x + grid.tile_w] += probs[i]
                     weight[:, x : x + grid.tile_w] += window_cpu
@@ -188,4 +203,4 @@ class Predictor:
             if self.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             logits = self.model.module(batch)
-            return torch.softmax(logits.float(), dim=1)
+            return torch.softmax(logits.float(), dim=1)  # a fresh tensor, safe to scale in place

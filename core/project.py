@@ -115,11 +115,12 @@ class Project:
         return project
 
     @classmethod
-    def open_path(cls, path: str | Path) -> Project:
+    def open_path(cls, path: str | Path, classes: list[LabelClass] | None = None) -> Project:
         """Open what a user picked: a project folder, or an image folder (making its project).
 
         An image folder's project lives in ``FOLDER/fcn-gui-project`` when the folder is
-        writable, else in the per-user data folder.
+        writable, else in the per-user data folder. ``classes`` is the class list a new
+        project starts with (default: the 21 VOC classes).
         """
         path = Path(path).absolute()
         if (path / MANIFEST).exists():
@@ -134,7 +135,7 @@ class Project:
         images, _rejected = collect_images([path], recursive=True)
         if not images:
             raise ProjectError("holds no images (JPEG, PNG, TIFF, BMP, WebP); pick another folder", path)
-        return cls.create(home, [i.path for i in images])
+        return cls.create(home, [i.path for i in images], classes)
 
     def close(self) -> None:
         """Save pending changes and release the lock."""

@@ -97,6 +97,7 @@ def start_model(config: TrainConfig, data: TrainData) -> SegmentationModel:
 
     When the class list differs from the start checkpoint's, the score layers are re-created.
     """
+    torch.manual_seed(config.seed)  # the random init is part of a run's determinism
     info = ModelInfo(variant=config.variant, backbone=config.backbone, classes=list(data.classes))
     if config.init in ("none", "imagenet", "voc"):
         return new_model(info, init=config.init, allow_download=config.allow_download)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 
 from core.cli import SUBCOMMANDS
@@ -9,6 +10,7 @@ from core.cli import SUBCOMMANDS
 
 def main(argv: list[str] | None = None) -> int:
     """``fcn-gui [PATH...]`` opens the window; ``fcn-gui SUBCOMMAND ...`` runs headless."""
+    multiprocessing.freeze_support()  # data-loader workers in the frozen app
     args = sys.argv[1:] if argv is None else list(argv)
     if args and (args[0] in SUBCOMMANDS or args[0] in ("-h", "--help", "--version")):
         from core.cli import main as cli_main

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
+
+SMOKE_ENV = "FCN_GUI_SMOKE_TEST"  # set by `make dist-check`: open, predict, report, quit
 
 
 def run_app(args: list[str]) -> int:
     """Open the main window on ``args`` (paths); return the exit code."""
+    started = float(os.environ.get("FCN_GUI_T0", time.perf_counter()))
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("fcn-gui")
     app.setOrganizationName("fcn-gui")
@@ -16,6 +22,26 @@ def run_app(args: list[str]) -> int:
 
     window = MainWindow()
     window.show()
+    app.processEvents()
+    smoke = bool(os.environ.get(SMOKE_ENV))
+    if smoke:
+        print(f"window shown after {time.perf_counter() - started:.2f} s", flush=True)
+        _quit_when_predicted(window, started)
     if args:
         window.open_paths(args)
     return app.exec()
+
+
+def _quit_when_predicted(window, started: float) -> None:
+    """Smoke test: quit with code 0 once the first image has its prediction."""
+
+    def check() -> None:
+        project = window.session.project
+        if project is not None and project.images and project.images[0].state == "predicted":
+            print(f"first prediction shown after {time.perf_counter() - started:.2f} s", flush=True)
+            window.close()
+            QApplication.instance().exit(0)
+
+    timer = QTimer(window)
+    timer.timeout.connect(check)
+    timer.start(100)

@@ -348,6 +348,11 @@ class MainWindow(QMainWindow):
 
         return self.session.project.classes if self.session.project else default_classes()
 
+    def _model_classes(self):
+        """A new project's classes: those of the loaded trained model, else VOC's."""
+        info = self.session.models.info
+        return list(info.classes) if info is not None and info.trained else None
+
     def _last_checkpoint(self) -> Path | None:
         path = self.settings.get("checkpoint", "", str)
         return Path(path) if path and Path(path).exists() else None
@@ -518,12 +523,12 @@ class MainWindow(QMainWindow):
                 if voc is not None and not (folder / "fcn-gui-project").exists():
                     self.import_voc(voc)
                     return
-                project = Project.open_path(folder)
+                project = Project.open_path(folder, self._model_classes())
             else:
                 images = [p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
                 if not images:
                     raise FcnGuiError("none of these is an image, an image folder or a project", paths[0])
-                project = project_for_images(images)
+                project = project_for_images(images, self._model_classes())
         except FcnGuiError as exc:
             self.show_error(str(exc))
             return

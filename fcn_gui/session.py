@@ -316,12 +316,12 @@ class Session(QObject):
         self._saver.shutdown(wait=True)
 
 
-def project_for_images(paths: list[Path]) -> Project:
-    """Open (or make) the project next to the first image and add ``paths`` to it."""
+def project_for_images(paths: list[Path], classes=None) -> Project:
+    """Open (or make, with ``classes``) the project next to the first image; add ``paths``."""
     from core.project import project_home_for
 
     home = project_home_for(paths[0].parent)
-    project = Project.open(home) if (home / "project.json").exists() else Project.create(home, [])
+    project = Project.open(home) if (home / "project.json").exists() else Project.create(home, [], classes)
     project.add_images(paths)
     project.flush()
     return project

@@ -1,0 +1,95 @@
+"""Smoke test of the frozen app (``make dist-check``); takes a few minutes, not part of ``make test``.
+
+    python bench/dist_check.py dist/fcn-gui
+
+Checks: ``--version``; ``train`` makes a small checkpoint from the test data (nuclei crops,
+1 step); ``segment`` on the bundled samples with it; the GUI opens offscreen, loads a sample,
+predicts, and quits with exit code 0 within a time limit. Prints the time to the window
+from source and from the frozen build.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(cmd: list[str], timeout: int, env: dict | None = None) -> subprocess.CompletedProcess:
+    t = time.perf_counter()
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    status = "ok" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
+    print(f"[{time.perf_counter() - t:6.1f} s] {' '.join(cmd[:3])} ... {status}")
+    if result.returncode != 0:
+        print(result.stdout[-2000:], result.stderr[-3000:], sep="\n")
+        sys.exit(1)
+    return result
+
+
+def main() -> None:
+    exe = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "dist" / "fcn-gui") / "fcn-gui"
+    if not exe.exists():
+        sys.exit(f"{exe}: not built; run `make dist` first")
+    size = sum(f.stat().st_size for f in exe.parent.rglob("*") if f.is_file()) / 1024**3
+    print(f"{exe.parent}: {size:.2f} GiB")
+    print(run([str(exe), "--version"], 120).stdout.strip())
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        voc = tmp / "voc"
+        subprocess.run([sys.executable, str(ROOT / "bench" / "make_nuclei_voc.py"), str(voc)], check=True)
+        ckpt = tmp / "tiny.safetensors"
+        run(
+            [
+                str(exe),
+                "train",
+                str(voc),
+                "--output",
+                str(ckpt),
+                "--init",
+                "none",
+                "--steps",
+                "1",
+                "--crop",
+                "64",
+                "--batch-size",
+                "2",
+                "--workers",
+                "0",
+            ],
+            600,
+        )
+        run(
+            [
+                str(exe),
+                "segment",
+                str(ROOT / "resources" / "samples"),
+                "--out",
+                str(tmp / "out"),
+                "--checkpoint",
+                str(ckpt),
+            ],
+            600,
+        )
+        assert len(list((tmp / "out").glob("*.png"))) == 4
+        samples = tmp / "samples"
+        shutil.copytree(ROOT / "resources" / "samples", samples)
+        env = {
+            **os.environ,
+            "QT_QPA_PLATFORM": "offscreen",
+            "FCN_GUI_SMOKE_TEST": "1",
+            "FCN_GUI_CONFIG_DIR": str(tmp / "config"),
+        }
+        for name, cmd in (("frozen", [str(exe)]), ("source", [sys.executable, "-m", "fcn_gui"])):
+            shutil.rmtree(samples / "fcn-gui-project", ignore_errors=True)
+            out = run([*cmd, str(samples)], 300, env).stdout
+            print(f"  {name}: " + "; ".join(line for line in out.splitlines() if "after" in line))
+
+
+if __name__ == "__main__":
+    main()
