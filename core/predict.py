@@ -178,7 +178,7 @@ class Predictor:
         for y, rows_final, _next_y in grid.bands():
             for start in range(0, len(grid.xs), batch):
                 xs = grid.xs[start : start + batch]
-                probs = self._forward(image, y, xs, grid).mul_(window).cpu()
+                probs = self._forward(image, y, xs, grid, window).cpu()
                 for i, x in enumerate(xs):
                     acc[:, :, x : x + grid.tile_w] += probs[i]
                     weight[:, x : x + grid.tile_w] += window_cpu
@@ -195,7 +195,10 @@ class Predictor:
             weight[keep:] = 0
         return Prediction(label, np.clip(confidence, 0, 1))
 
-    def _forward(self, image: np.ndarray, y: int, xs: tuple[int, ...], grid: TileGrid) -> torch.Tensor:
+    def _forward(
+        self, image: np.ndarray, y: int, xs: tuple[int, ...], grid: TileGrid, window: torch.Tensor
+    ) -> torch.Tensor:
+        """Softmax probabilities of a batch of tiles, already scaled by the blending window."""
         tiles = np.stack([image[y : y + grid.tile_h, x : x + grid.tile_w] for x in xs])
         with torch.inference_mode(), autocast(self.device):
             batch = torch.from_numpy(tiles).to(self.device, non_blocking=True).permute(0, 3, 1, 2)
@@ -203,4 +206,4 @@ class Predictor:
             if self.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             logits = self.model.module(batch)
-            return torch.softmax(logits.float(), dim=1)  # a fresh tensor, safe to scale in place
+            return torch.softmax(logits.float(), dim=1).mul_(window)

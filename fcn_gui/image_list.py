@@ -29,6 +29,8 @@ STATE_COLORS = {
 
 def _thumbnails(items: list[tuple[str, str]]):
     """Yield ``(image_id, QImage)`` thumbnails, made on a worker thread."""
+    import numpy as np
+    import qimage2ndarray
     from PIL import Image, ImageOps
 
     from core.images import read_image
@@ -43,8 +45,7 @@ def _thumbnails(items: list[tuple[str, str]]):
             if rgb is None:
                 rgb = Image.fromarray(read_image(path))
                 rgb.thumbnail((THUMB, THUMB))
-            data = rgb.tobytes()
-            qimg = QImage(data, rgb.width, rgb.height, 3 * rgb.width, QImage.Format.Format_RGB888).copy()
+            qimg = qimage2ndarray.array2qimage(np.asarray(rgb))  # owns its pixels (no shared buffer)
         except Exception:
             qimg = QImage()
         yield image_id, qimg

@@ -89,14 +89,28 @@ class PredictionQueue(QObject):
             image = read_image(job.path)
             return (yield from predictor.iter_predict(image))
 
+        # Bound methods, not closures: Qt queues them to this (GUI) thread reliably.
         thread = GeneratorThread(work, f"predict-{job.image_id}", self)
         thread.progress.connect(self.progress)
-        thread.result.connect(lambda prediction: self.predicted.emit(job, prediction))
-        thread.error.connect(lambda message: self.failed.emit(job.image_id, message))
-        thread.finished.connect(lambda: self._on_finished(thread))
+        thread.result.connect(self._on_result)
+        thread.error.connect(self._on_error)
+        thread.finished.connect(self._on_thread_finished)
         self._thread = thread
         self.started.emit(job.image_id)
         thread.start()
+
+    def _on_result(self, prediction) -> None:
+        if self.current is not None:
+            self.predicted.emit(self.current, prediction)
+
+    def _on_error(self, message: str) -> None:
+        if self.current is not None:
+            self.failed.emit(self.current.image_id, message)
+
+    def _on_thread_finished(self) -> None:
+        thread = self.sender()
+        if isinstance(thread, GeneratorThread):
+            self._on_finished(thread)
 
     def _on_finished(self, thread: GeneratorThread) -> None:
         if thread is not self._thread:
