@@ -172,6 +172,8 @@ def rgb_to_label(rgb: np.ndarray, palette: np.ndarray | None, path: str | Path |
 
 def check_label_indices(label: np.ndarray, num_classes: int, path: str | Path | None = None) -> None:
     """Raise ``LabelError`` if ``label`` holds an index that is neither a class nor void."""
+    if label.size == 0 or label.max() < num_classes:
+        return
     present = np.flatnonzero(np.bincount(label.ravel(), minlength=256))
     bad = [int(v) for v in present if v >= num_classes and v != VOID]
     if bad:

@@ -82,7 +82,7 @@ class LabelDocument(QObject):
     def set_classes(self, classes: list[LabelClass]) -> None:
         self.classes = list(classes)
         self._lut = _lut(self.classes)
-        self._overlay_px[:] = self._lut[self.label]
+        np.take(self._lut, self.label, out=self._overlay_px)
         self.changed.emit(QRect(0, 0, self.width, self.height))
 
     def replace_label(self, label: np.ndarray, confidence: np.ndarray | None) -> None:
@@ -91,7 +91,7 @@ class LabelDocument(QObject):
         self.confidence = confidence
         self.undo_stack.clear()
         self.modified = False
-        self._overlay_px[:] = self._lut[self.label]
+        np.take(self._lut, self.label, out=self._overlay_px)
         self._refresh_unsure()
         self.changed.emit(QRect(0, 0, self.width, self.height))
 

@@ -132,12 +132,20 @@ class Session(QObject):
         project = self.project
         entry = project.entry(image_id)
 
+        classes, confidence = list(project.classes), self._confidence.get(image_id)
+        gui_thread = self.thread()
+
         def load():
+            """Decode and build the whole document here, off the GUI thread, then hand it over."""
             from core.images import read_image
 
             image = read_image(project.image_path(entry))
             label = project.load_label(entry)
-            return image_id, image, label
+            if label is None:
+                label = np.full(image.shape[:2], VOID, dtype=np.uint8)
+            doc = LabelDocument(image_id, image, label, classes, confidence)
+            doc.moveToThread(gui_thread)
+            return doc
 
         thread = run_in_thread(load, "image-loader", self)
         thread.result.connect(self._on_loaded)
@@ -152,15 +160,14 @@ class Session(QObject):
             self._loader = None
         thread.deleteLater()
 
-    def _on_loaded(self, value) -> None:
-        image_id, image, label = value
+    def _on_loaded(self, doc: LabelDocument) -> None:
+        image_id = doc.image_id
         if self.project is None or image_id != self._wanted_id:
+            doc.deleteLater()
             return  # the user moved on meanwhile
-        if label is None:
-            label = np.full(image.shape[:2], VOID, dtype=np.uint8)
-        doc = LabelDocument(
-            image_id, image, label, self.project.classes, self._confidence.get(image_id), self
-        )
+        doc.setParent(self)
+        if doc.classes != self.project.classes:  # the classes were edited while it loaded
+            doc.set_classes(self.project.classes)
         doc.edited.connect(self._on_edited)
         self.doc = doc
         self.document_changed.emit(doc)
