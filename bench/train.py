@@ -122,6 +122,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--curve-steps", type=int, default=40)
+    parser.add_argument("--plain-first", action="store_true", help="time the plain loop before ours")
+    parser.add_argument("--skip-curve", action="store_true")
     args = parser.parse_args()
     device = choose_device(args.device)
     torch.manual_seed(0)
@@ -132,13 +134,19 @@ def main() -> None:
         big = tmp / "big"
         big.mkdir()
         data = TrainData(nuclei_samples(big, 256) * 2, [], classes, "nuclei 256")
-        a = ours(data, device, args.steps, tmp / "ours.safetensors")
-        b = plain(data, device, args.steps)
+        if args.plain_first:
+            b = plain(data, device, args.steps)
+            a = ours(data, device, args.steps, tmp / "ours.safetensors")
+        else:
+            a = ours(data, device, args.steps, tmp / "ours.safetensors")
+            b = plain(data, device, args.steps)
         print(
             f"throughput at 320x320, batch 4: fcn-gui {a:.2f} images/s, plain PyTorch loop {b:.2f} images/s, "
             f"ratio {a / b:.2f}"
         )
 
+        if args.skip_curve:
+            return
         small = tmp / "small"
         small.mkdir()
         crops = nuclei_samples(small, 128)  # 16 crops: the last 4 are held out

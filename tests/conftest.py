@@ -53,3 +53,13 @@ def checkpoint(local_model, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "local.safetensors"
     save_checkpoint(path, local_model)
     return path
+
+
+def run_generator(gen):
+    """Drive a core progress generator to its end: ``(events, result)``."""
+    events = []
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            return events, stop.value

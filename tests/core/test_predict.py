@@ -9,6 +9,7 @@ from torch import nn
 from core.checkpoints import SegmentationModel
 from core.predict import PredictionError, Predictor
 from core.tiling import axis_tiles, blend_window, make_grid
+from tests.conftest import run_generator
 
 
 def test_tiled_and_whole_image_agree(local_model, small_image):
@@ -77,14 +78,7 @@ class SmallGpu(nn.Module):
 def test_out_of_memory_retries_with_smaller_tiles(local_model, small_image):
     model = SegmentationModel(SmallGpu(local_model.module, 64 * 64), local_model.info)
     predictor = Predictor(model, device="cpu", min_tile=32, overlap=16)
-    events = []
-    gen = predictor.iter_predict(small_image)
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    events, result = run_generator(predictor.iter_predict(small_image))
     assert predictor.tile == 64
     assert any("retrying with 64 px tiles" in e.message for e in events)
     assert predictor.warnings and result.label.shape == (128, 128)

@@ -13,6 +13,7 @@ from core.cli import main
 from core.files import collect_images, shard
 from core.predict import Predictor
 from core.segment import SegmentOptions, output_paths, segment_paths
+from tests.conftest import run_generator
 
 ROOT = Path(__file__).parents[2]
 
@@ -35,12 +36,7 @@ def test_folder_with_bad_files_is_reported_and_the_rest_done(local_model, folder
     gen = segment_paths(
         predictor, [folder], SegmentOptions(out, recursive=True, overlay=True, confidence=True)
     )
-    events = []
-    try:
-        while True:
-            events.append(next(gen))
-    except StopIteration as stop:
-        report = stop.value
+    events, report = run_generator(gen)
     assert [e.done for e in events] == [1, 2, 3, 4] and events[-1].total == 4
     assert sorted(p.name for p in report.written) == ["a.png", "b.png", "c.png"]
     failed = {p.name: reason for p, reason in report.failed}

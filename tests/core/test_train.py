@@ -17,6 +17,7 @@ from core.datasets import TrainData
 from core.labels import classes_from_names, write_label
 from core.progress import drain
 from core.train import TrainConfig, TrainingError, evaluate_model, last_path, start_model, train
+from tests.conftest import run_generator
 
 ROOT = Path(__file__).parents[2]
 CROPS = [
@@ -65,14 +66,7 @@ def test_a_few_dozen_steps_lower_the_loss_and_beat_the_untrained_model(nuclei_vo
     cfg = config(tmp_path, steps=30, batch_size=4, crop=96, val_every=30, lr=3e-4)
     model = start_model(cfg, data)
     untrained = evaluate_model(model.module, data, model.info, torch.device("cpu"))
-    events = []
-    gen = train(cfg, data, model)
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    events, result = run_generator(train(cfg, data, model))
     losses = [e.loss for e in events]
     assert np.mean(losses[-8:]) < np.mean(losses[:3])
     assert result.best_miou > untrained + 0.05
@@ -89,17 +83,8 @@ def test_void_pixels_are_ignored_and_fully_void_crops_skipped(nuclei_voc, tmp_pa
     label[:20, :20] = 1  # the user labelled one corner
     write_label(partial, label)
     data.train = [type(s)(s.image, partial, s.name) for s in data.train[:1]]
-    events = drain_events(train(config(tmp_path, steps=3, batch_size=1, crop=32), data))
+    events, _ = run_generator(train(config(tmp_path, steps=3, batch_size=1, crop=32), data))
     assert len(events) == 3 and all(np.isfinite(e.loss) for e in events)
-
-
-def drain_events(gen):
-    out = []
-    while True:
-        try:
-            out.append(next(gen))
-        except StopIteration:
-            return out
 
 
 def test_start_checkpoint_with_another_class_list_keeps_the_trunk(
@@ -125,7 +110,7 @@ def test_resume_continues_from_the_last_checkpoint(nuclei_voc, tmp_path):
     data = TrainData.from_voc(nuclei_voc)
     drain(train(config(tmp_path, steps=2, val_every=2), data))
     assert read_info(last_path(tmp_path / "model.safetensors")).training["steps"] == 2
-    events = drain_events(train(config(tmp_path, steps=3, val_every=10, resume=True), data))
+    events, _ = run_generator(train(config(tmp_path, steps=3, val_every=10, resume=True), data))
     assert [e.done for e in events] == [3]
 
 
