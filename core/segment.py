@@ -6,7 +6,6 @@ whose own work releases the GIL, so the model never waits for the disk.
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -171,12 +170,3 @@ def overlay(
     mask = (label != 255)[..., None]
     blended = np.where(mask, out * (1 - alpha) + colours * alpha, out)
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
-
-
-@contextlib.contextmanager
-def closing_generator(gen: Generator) -> Iterator[Generator]:
-    """Close ``gen`` (running its cleanup) however the block ends."""
-    try:
-        yield gen
-    finally:
-        gen.close()

@@ -54,10 +54,6 @@ class Canvas(QWidget):
                 self.fit()
         self.update()
 
-    def set_placeholder(self, text: str) -> None:
-        self._placeholder = text
-        self.update()
-
     def set_tool(self, tool: Tool) -> None:
         if self.tool is not None and self.doc is not None:
             self.tool.cancel(self.doc)

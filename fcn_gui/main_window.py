@@ -592,8 +592,7 @@ class MainWindow(QMainWindow):
             )
             == QMessageBox.StandardButton.Yes
         )
-        self.session.save_current()
-        self.session._saver.submit(lambda: None).result()
+        self.session.save_and_wait()
         from core.voc import export_voc
 
         self._run_job(
@@ -791,8 +790,7 @@ class MainWindow(QMainWindow):
         self.session.queue.cancel_all()
         self.session.queue.wait()
         current = self.session.doc.image_id if self.session.doc else None
-        self.session.save_current()
-        self.session._saver.submit(lambda: None).result()
+        self.session.save_and_wait()
         self._class_edit(lambda p: p.remove_class(index, remap))
         if current is not None:
             self.session.doc = None

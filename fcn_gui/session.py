@@ -107,8 +107,7 @@ class Session(QObject):
     def close_project(self) -> None:
         self.queue.cancel_all()
         self.queue.wait()
-        self.save_current()
-        self._saver.submit(lambda: None).result()
+        self.save_and_wait()
         if self.project is not None:
             try:
                 self.project.close()
@@ -191,6 +190,11 @@ class Session(QObject):
             project.set_label(entry, doc.label.copy(), state or ("edited" if doc.modified else entry.state))
             doc.modified = False
         self.save_async()
+
+    def save_and_wait(self) -> None:
+        """Save the current label and wait until every pending write is on disk."""
+        self.save_current()
+        self._saver.submit(lambda: None).result()
 
     def save_async(self) -> None:
         """Write what changed on the background writer; errors come back as ``save_failed``."""

@@ -73,8 +73,7 @@ class TrainingController(QObject):
         session = self.session
         if self.running or session.project is None:
             return
-        session.save_current()
-        session._saver.submit(lambda: None).result()
+        session.save_and_wait()
         n = (
             len(list(self.checkpoints_dir().glob("round*.last.safetensors"))) + 1
             if self.checkpoints_dir().exists()

@@ -40,10 +40,6 @@ class GeneratorThread(QThread):
         """Ask the generator to stop at its next yield."""
         self._cancel = True
 
-    @property
-    def is_cancelled(self) -> bool:
-        return self._cancel
-
     def run(self) -> None:
         gen = None
         try:
