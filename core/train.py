@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -153,6 +154,8 @@ class Trainer:
         if config.resume and last_path(self.output).exists():
             self._resume()
         self.saved_step = self.step
+        if self.rank == 0:
+            self._check_disk_space()
         self.summary = {
             "data": data.description,
             "train_images": len(data.train),
@@ -192,6 +195,26 @@ class Trainer:
             generator=gen,
         )
         return loader, sampler
+
+    def _check_disk_space(self) -> None:
+        """Fail before the first step, not at the first save, when the checkpoints cannot fit."""
+        weights = sum(p.numel() * p.element_size() for p in self.net.parameters())
+        moments = 2 if self.config.optimizer == "adamw" else 1
+        files = {
+            self.output: weights,
+            last_path(self.output): weights,
+            _optimizer_path(self.output): weights * moments,
+        }
+        replaced = sum(p.stat().st_size for p in files if p.exists())
+        needed = sum(files.values()) + max(files.values()) - replaced  # + one temporary file while replacing
+        folder = self.output.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+        if free < needed:
+            raise TrainingError(
+                f"not enough disk space in {folder}: the checkpoints need {needed / 2**30:.1f} GB "
+                f"and {free / 2**30:.1f} GB are free; free some space or choose another --output"
+            )
 
     def _resume(self) -> None:
         last = load_checkpoint(last_path(self.output), num_classes=self.model.info.num_classes)

@@ -1,6 +1,7 @@
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -120,6 +121,15 @@ def test_stopping_keeps_what_was_learnt(nuclei_voc, tmp_path):
     next(gen)
     gen.close()
     assert read_info(last_path(tmp_path / "model.safetensors")).training["steps"] == 1
+
+
+def test_too_little_disk_space_fails_before_the_first_step(nuclei_voc, tmp_path, monkeypatch):
+    data = TrainData.from_voc(nuclei_voc)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=2**30))
+    with pytest.raises(TrainingError, match=f"not enough disk space in {tmp_path}.*need 3.0 GB and 1.0 GB"):
+        drain(train(config(tmp_path / "run"), data))
+    assert list((tmp_path / "run").iterdir()) == []
 
 
 def test_project_trains_on_reviewed_labels_only(tmp_path, nuclei_voc):

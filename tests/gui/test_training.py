@@ -23,10 +23,14 @@ def test_training_round_in_the_background_then_use_and_repredict(make_window, tm
     window.training.crop = 48
     window.training.batch_size = 2
     window.training_panel.steps.setValue(2)
-    with qtbot.waitSignal(window.training.finished, timeout=120000):
-        window.training_panel.start.click()
-        assert window.training.running and not window.training_panel.start.isEnabled()
-        window.go(1)  # annotation goes on while training runs
+    ended, errors = [], []
+    window.training.finished.connect(ended.append)
+    window.training.failed.connect(errors.append)
+    window.training_panel.start.click()
+    assert window.training.running and not window.training_panel.start.isEnabled()
+    window.go(1)  # annotation goes on while training runs
+    qtbot.waitUntil(lambda: bool(ended or errors), timeout=120000)
+    assert not errors
     qtbot.waitUntil(lambda: not window.training.running)
     offer = window.training_panel.offer
     assert offer.isVisible() and "Use the new model" in offer.text()
