@@ -1,6 +1,6 @@
 """Inference benchmark: prints figures for the README (not a test).
 
-    python bench/inference.py [--device auto] [--skip-large]
+    python bench/inference.py [--device auto] [--precision auto|fp32|bf16] [--skip-large | --large-only]
 
 Measures, in one run on this machine: the fp32 matmul peak, seconds and GFLOP/s per
 500x500 image for FCN-32s/16s/8s, end-to-end `segment` throughput on 32 JPEGs of 500x375,
@@ -34,10 +34,10 @@ from core.progress import drain  # noqa: E402
 from core.segment import SegmentOptions, segment_paths  # noqa: E402
 
 
-def matmul_peak(device: torch.device, n: int = 4096, reps: int = 10) -> float:
-    """Best fp32 GFLOP/s of an n x n matmul."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+def matmul_peak(device: torch.device, n: int = 4096, reps: int = 10, dtype=torch.float32) -> float:
+    """Best GFLOP/s of an n x n matmul (fp32 unless ``dtype`` says otherwise)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")
     with torch.inference_mode():
         for _ in range(reps):
@@ -84,6 +84,7 @@ def main() -> None:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--skip-large", action="store_true", help="skip the 8192x8192 memory run")
     parser.add_argument("--large-only", action="store_true", help="only the 8192x8192 memory run")
     args = parser.parse_args()
@@ -92,17 +93,23 @@ def main() -> None:
     print(f"device: {describe_device(device)}; torch {torch.__version__}")
     peak = matmul_peak(device)
     print(f"fp32 matmul peak (4096x4096): {peak:.1f} GFLOP/s")
-
+    precision = args.precision
     if args.large_only:
         with tempfile.TemporaryDirectory() as tmp:
-            large_memory(Path(tmp), args.device)
+            large_memory(Path(tmp), args.device, precision)
         return
+    small = new_model(ModelInfo(variant="fcn32s"))
+    probe = Predictor(small, device=device, precision=precision)
+    print(f"predictor: {probe.device_name}, precision {precision}")
+    if probe.dtype == torch.bfloat16:
+        print(f"bf16 matmul peak (4096x4096): {matmul_peak(device, dtype=torch.bfloat16):.1f} GFLOP/s")
+    del probe, small
     image = sample_image(500, 500)
     per_image: dict[str, float] = {}
     print("\nvariant  s/img(500x500)  GFLOPs/img  achieved GFLOP/s  of peak")
     for variant in ("fcn32s", "fcn16s", "fcn8s"):
         model = new_model(ModelInfo(variant=variant))
-        predictor = Predictor(model, device=device)
+        predictor = Predictor(model, device=device, precision=precision)
         secs = time_predict(predictor, image, args.reps)
         gf = gflops(variant, 500, 500)
         per_image[variant] = secs
@@ -110,7 +117,7 @@ def main() -> None:
         del model, predictor
 
     model = new_model(ModelInfo(variant="fcn8s"))
-    predictor = Predictor(model, device=device)
+    predictor = Predictor(model, device=device, precision=precision)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "jpegs"
         folder.mkdir()
@@ -128,7 +135,7 @@ def main() -> None:
         gf = gflops("fcn8s", 375, 500)
         print(
             f"\nsegment, 32 JPEGs 500x375, FCN-8s: {ips:.3f} images/s, {gf:.1f} GFLOPs/img, "
-            f"pipeline efficiency {ips * gf / peak:.2f} of matmul peak"
+            f"pipeline efficiency {ips * gf / peak:.2f} of the fp32 matmul peak"
         )
 
         big = np.ascontiguousarray(np.tile(sample_image(1024, 1024), (4, 4, 1)))
@@ -145,10 +152,10 @@ def main() -> None:
 
         if not args.skip_large:
             del model, predictor
-            large_memory(Path(tmp), args.device)
+            large_memory(Path(tmp), args.device, precision)
 
 
-def large_memory(tmp: Path, device: str) -> None:
+def large_memory(tmp: Path, device: str, precision: str) -> None:
     """Peak resident memory of `fcn-gui segment` on an 8192x8192 PNG, in a fresh process."""
     path = tmp / "huge.png"
     Image.fromarray(np.tile(sample_image(1024, 1024), (8, 8, 1))).save(path, compress_level=1)
@@ -166,12 +173,17 @@ def large_memory(tmp: Path, device: str) -> None:
         str(ckpt),
         "--device",
         device,
+        "--precision",
+        precision,
     ]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2  # KiB -> GiB
-    print(f"8192x8192 segment (FCN-8s, 21 classes): peak resident memory {rss:.2f} GiB, {wall:.0f} s")
+    print(
+        f"8192x8192 segment (FCN-8s, 21 classes, precision {precision}): "
+        f"peak resident memory {rss:.2f} GiB ({rss * 1.073741824:.2f} GB), {wall:.0f} s"
+    )
 
 
 if __name__ == "__main__":

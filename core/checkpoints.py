@@ -127,9 +127,12 @@ def new_model(info: ModelInfo, *, init: str = "none", allow_download: bool = Fal
 
 
 def save_checkpoint(path: str | Path, model: SegmentationModel) -> None:
-    """Write weights and metadata to ``path`` (safetensors), atomically."""
+    """Write weights (always fp32) and metadata to ``path`` (safetensors), atomically."""
     module = getattr(model.module, "module", model.module)  # unwrap DistributedDataParallel
-    state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    state = {
+        k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
+        for k, v in module.state_dict().items()
+    }
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"fcn_gui": model.info.to_json()})
 
@@ -165,10 +168,11 @@ def load_checkpoint(
         model = import_state_dict(path)
     else:
         info = read_info(path)
-        module = build_model(info.variant, num_classes=info.num_classes, backbone=info.backbone)
+        with torch.device("meta"):  # no random initialisation, no second copy of the weights
+            module = build_model(info.variant, num_classes=info.num_classes, backbone=info.backbone)
         with safe_open(str(path), framework="pt") as f:
             state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
-        _load_state(module, state, path, info)
+        _load_state(module, state, path, info, assign=True)
         model = SegmentationModel(module.eval(), info)
     if num_classes is not None and model.info.num_classes != num_classes:
         raise CheckpointError(
@@ -237,14 +241,21 @@ def _torchvision_fcn_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 
 def _load_state(
-    module: nn.Module, state: dict[str, torch.Tensor], path: Path, info: ModelInfo | None = None
+    module: nn.Module,
+    state: dict[str, torch.Tensor],
+    path: Path,
+    info: ModelInfo | None = None,
+    assign: bool = False,
 ) -> None:
+    """Load ``state`` into ``module`` (``assign``: take the tensors over, for a module on meta)."""
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = [k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape]
     if not (missing or unexpected or wrong):
-        module.load_state_dict(state)
+        if assign:
+            state = {k: v.to(expected[k].dtype) for k, v in state.items()}
+        module.load_state_dict(state, assign=assign)
         return
     held = _describe_state(state)
     want = f"{info.variant}/{info.backbone} with {info.num_classes} classes" if info else "the model"

@@ -20,6 +20,7 @@ from .devices import (
     describe_device,
     device_memory_budget,
     free_device_memory,
+    inference_dtype,
     is_out_of_memory,
     prepare_device,
 )
@@ -31,6 +32,9 @@ from .tiling import TileGrid, blend_window, make_grid
 # conv1 maps live at once, plus allocator slack).
 BYTES_PER_PIXEL = 600
 TILE_CHOICES = (1024, 896, 768, 640, 512, 384, 256)
+# Blended probabilities of a band of tiles: sums of at most four window-weighted probabilities,
+# where fp16's 3 decimal digits change no arg max that fp32 would not call a tie, at half the memory.
+BAND_DTYPE = torch.float16
 DEFAULT_OVERLAP = 64
 MIN_TILE = 256
 
@@ -52,8 +56,10 @@ class Predictor:
 
     ``tile`` is the largest tile side in pixels (default: the whole image when it fits the
     device's memory budget, else 1024); ``overlap`` is the number of pixels neighbouring tiles
-    share. On CUDA, tiles of a band go through the network in batches under mixed precision.
-    Out of memory, the predictor retries with smaller batches and tiles, then on the CPU.
+    share. On CUDA, tiles of a band go through the network in batches under mixed precision;
+    on CPUs with fast bf16 (AMX) the model runs in bf16 (``precision="fp32"`` turns both off,
+    see ``core.devices.inference_dtype``). Out of memory, the predictor retries with smaller
+    batches and tiles, then on the CPU.
     """
 
     def __init__(
@@ -66,6 +72,7 @@ class Predictor:
         batch_size: int | None = None,
         channels_last: bool | None = None,
         min_tile: int = MIN_TILE,
+        precision: str = "auto",
     ) -> None:
         self.model = model
         self.device = device if isinstance(device, torch.device) else choose_device(device)
@@ -75,6 +82,7 @@ class Predictor:
         self.min_tile = min_tile
         self.warnings: list[str] = []
         self.channels_last = channels_last
+        self.precision = precision
         self._place_model()
 
     def _place_model(self) -> None:
@@ -83,14 +91,20 @@ class Predictor:
             # Measured: 0.86 s vs 1.20 s for FCN-8s at 500x500 on 2 CPU cores (oneDNN); always on CUDA.
             self.channels_last = self.device.type in ("cuda", "cpu")
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        self.model.module.to(self.device, memory_format=fmt).eval()
+        self.dtype = inference_dtype(self.device, self.precision)
+        # In place: the predictor owns the module; training always loads its own copy.
+        self.model.module.to(self.device, dtype=self.dtype, memory_format=fmt).eval()
         info = self.model.info
         self._mean = torch.tensor(info.mean, device=self.device).view(1, 3, 1, 1) * 255
         self._std = torch.tensor(info.std, device=self.device).view(1, 3, 1, 1) * 255
 
     @property
     def device_name(self) -> str:
-        return describe_device(self.device)
+        """``cpu (2 threads, bf16)``, ``cuda:0 NVIDIA H100``: the device, and bf16 if the model runs in it."""
+        name = describe_device(self.device)
+        if self.dtype == torch.bfloat16:
+            return f"{name[:-1]}, bf16)" if name.endswith(")") else f"{name} (bf16)"
+        return name
 
     def predict(self, image: np.ndarray) -> Prediction:
         """Predict ``image`` (``HxWx3 uint8``) to the end."""
@@ -118,7 +132,10 @@ class Predictor:
         activations = tile_h * tile_w * BYTES_PER_PIXEL
         if self.device.type == "cuda":
             return activations // 2  # fp16/bf16 activations; the band lives in host memory
-        return activations + (self.model.info.num_classes + 1) * tile_h * width * 4
+        if self.dtype == torch.bfloat16:
+            activations //= 2
+        band = self.model.info.num_classes * BAND_DTYPE.itemsize + 4  # + the fp32 weight sum
+        return activations + band * tile_h * width
 
     def _batch_for(self, grid: TileGrid) -> int:
         if self.batch_size is not None:
@@ -171,7 +188,7 @@ class Predictor:
         confidence = np.empty((h, w), dtype=np.float16)
         window_cpu = torch.from_numpy(blend_window(grid.tile_h, grid.tile_w))
         window = window_cpu.to(self.device)
-        acc = torch.zeros(num_classes, grid.tile_h, w)
+        acc = torch.zeros(num_classes, grid.tile_h, w, dtype=BAND_DTYPE)
         weight = torch.zeros(grid.tile_h, w)
         batch = self._batch_for(grid)
         done, total = 0, len(grid)
@@ -184,8 +201,11 @@ class Predictor:
                     weight[:, x : x + grid.tile_w] += window_cpu
                 done += len(xs)
                 yield Progress(done, total, "predicting")
-            top, arg = (acc[:, :rows_final] / weight[:rows_final]).max(dim=0)
+            # The weight is the same for every class, so the arg max needs no division (and no
+            # copy of the band); only the winning probability is normalised.
+            top, arg = acc[:, :rows_final].max(dim=0)
             label[y : y + rows_final] = arg.numpy().astype(np.uint8)
+            top = top.float().div_(weight[:rows_final])
             confidence[y : y + rows_final] = top.numpy().astype(np.float16)
             keep = grid.tile_h - rows_final
             if keep > 0:
@@ -200,9 +220,9 @@ class Predictor:
     ) -> torch.Tensor:
         """Softmax probabilities of a batch of tiles, already scaled by the blending window."""
         tiles = np.stack([image[y : y + grid.tile_h, x : x + grid.tile_w] for x in xs])
-        with torch.inference_mode(), autocast(self.device):
+        with torch.inference_mode(), autocast(self.device, enabled=self.precision != "fp32"):
             batch = torch.from_numpy(tiles).to(self.device, non_blocking=True).permute(0, 3, 1, 2)
-            batch = (batch.float() - self._mean) / self._std
+            batch = ((batch.float() - self._mean) / self._std).to(self.dtype)
             if self.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             logits = self.model.module(batch)

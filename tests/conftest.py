@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -21,19 +22,25 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def local_model():
-    """A real FCN-8s whose predictions vary from pixel to pixel.
-
-    The trunk has torchvision's random initialisation; only the pool3 score layer is
-    non-zero, which gives a model with a local receptive field (like a trained one), so
-    tiled and whole-image predictions can be compared.
-    """
+def _local_model_original():
     from core.checkpoints import ModelInfo, new_model
 
     torch.manual_seed(0)
     model = new_model(ModelInfo(variant="fcn8s"))
     torch.nn.init.normal_(model.module.score_pool3.weight, std=0.05)
     return model
+
+
+@pytest.fixture
+def local_model(_local_model_original):
+    """A real FCN-8s whose predictions vary from pixel to pixel (a fresh fp32 copy per test).
+
+    The trunk has torchvision's random initialisation; only the pool3 score layer is
+    non-zero, which gives a model with a local receptive field (like a trained one), so
+    tiled and whole-image predictions can be compared. A copy, because a predictor takes
+    over its model (device, dtype).
+    """
+    return copy.deepcopy(_local_model_original)
 
 
 @pytest.fixture
@@ -46,12 +53,12 @@ def small_image(data_dir: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def checkpoint(local_model, tmp_path_factory) -> Path:
+def checkpoint(_local_model_original, tmp_path_factory) -> Path:
     """``local_model`` saved as an fcn-gui checkpoint."""
     from core.checkpoints import save_checkpoint
 
     path = tmp_path_factory.mktemp("ckpt") / "local.safetensors"
-    save_checkpoint(path, local_model)
+    save_checkpoint(path, _local_model_original)
     return path
 
 

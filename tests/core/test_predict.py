@@ -1,3 +1,4 @@
+import copy
 import itertools
 import time
 
@@ -6,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from core.checkpoints import SegmentationModel
+from core.checkpoints import SegmentationModel, load_checkpoint, save_checkpoint
+from core.errors import DeviceError
 from core.predict import PredictionError, Predictor
 from core.tiling import axis_tiles, blend_window, make_grid
 from tests.conftest import run_generator
@@ -95,3 +97,22 @@ def test_out_of_memory_at_the_smallest_tile_on_cpu_is_a_clear_error(local_model,
 def test_bad_image_array_is_refused(local_model):
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         Predictor(local_model, device="cpu").predict(np.zeros((8, 8), np.uint8))
+
+
+def test_bf16_and_fp32_predictions_agree_and_checkpoints_stay_fp32(local_model, small_image, tmp_path):
+    reference = Predictor(copy.deepcopy(local_model), device="cpu", precision="fp32")
+    assert reference.dtype == torch.float32 and "bf16" not in reference.device_name
+    fast = Predictor(local_model, device="cpu", precision="bf16")
+    assert fast.device_name.endswith("bf16)") and local_model.module.fc6.weight.dtype == torch.bfloat16
+    a, b = reference.predict(small_image), fast.predict(small_image)
+    # Near-uniform probabilities (max ~0.06 over 21 classes) are the worst case for bf16 rounding;
+    # the trained model in test_train agrees on >= 99.5%.
+    assert len(np.unique(a.label)) >= 3 and (a.label == b.label).mean() >= 0.98
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, local_model)
+    assert load_checkpoint(path).module.fc6.weight.dtype == torch.float32
+
+
+def test_unknown_precision_is_refused(local_model):
+    with pytest.raises(DeviceError, match="unknown precision 'fp8'; choose one of auto, fp32, bf16"):
+        Predictor(local_model, device="cpu", precision="fp8")

@@ -1,3 +1,4 @@
+import copy
 import hashlib
 import json
 import os
@@ -15,7 +16,9 @@ from PIL import Image
 from core.checkpoints import load_checkpoint, read_info
 from core.cli import main
 from core.datasets import TrainData
+from core.images import read_image
 from core.labels import classes_from_names, write_label
+from core.predict import Predictor
 from core.progress import drain
 from core.train import TrainConfig, TrainingError, evaluate_model, last_path, start_model, train
 from tests.conftest import run_generator
@@ -38,8 +41,6 @@ CROPS = [
 @pytest.fixture(scope="module")
 def nuclei_voc(tmp_path_factory, data_dir) -> Path:
     """128x128 crops of the microscopy image as a 2-class VOC dataset (8 train, 2 val)."""
-    from core.images import read_image
-
     root = tmp_path_factory.mktemp("nuclei") / "VOC"
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (root / sub).mkdir(parents=True)
@@ -75,6 +76,12 @@ def test_a_few_dozen_steps_lower_the_loss_and_beat_the_untrained_model(nuclei_vo
     assert info.trained and [c.name for c in info.classes] == ["background", "nucleus"]
     assert info.training["best_val_miou"] == pytest.approx(result.best_miou)
     assert info.training["steps"] == 30 and last_path(result.best).exists()
+    trained = load_checkpoint(result.best)
+    fp32 = Predictor(copy.deepcopy(trained), device="cpu", precision="fp32")
+    bf16 = Predictor(trained, device="cpu", precision="bf16")
+    for sample in data.val:
+        image = read_image(sample.image)
+        assert (fp32.predict(image).label == bf16.predict(image).label).mean() >= 0.995
 
 
 def test_void_pixels_are_ignored_and_fully_void_crops_skipped(nuclei_voc, tmp_path):
