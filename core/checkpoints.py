@@ -171,7 +171,8 @@ def load_checkpoint(
         with torch.device("meta"):  # no random initialisation, no second copy of the weights
             module = build_model(info.variant, num_classes=info.num_classes, backbone=info.backbone)
         with safe_open(str(path), framework="pt") as f:
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+            # Copies, so that no tensor keeps the memory-mapped file (and its pages) alive.
+            state = {k: f.get_tensor(k).clone() for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
         _load_state(module, state, path, info, assign=True)
         model = SegmentationModel(module.eval(), info)
     if num_classes is not None and model.info.num_classes != num_classes:

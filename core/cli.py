@@ -223,6 +223,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     gen = segment_paths(predictor, args.inputs, options)
     prefix = f"[rank {rank}/{world}] " if world > 1 else ""
+    print(f"{prefix}model on {predictor.device_name}", file=sys.stderr)
     report = run_with_progress(gen, unit="img", desc=f"{prefix}segment", disable=rank != 0)
     for message in predictor.warnings:
         warn(message)

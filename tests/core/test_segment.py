@@ -11,6 +11,7 @@ from PIL import Image
 
 from core.cli import main
 from core.files import collect_images, shard
+from core.labels import read_label
 from core.predict import Predictor
 from core.segment import SegmentOptions, output_paths, segment_paths
 from tests.conftest import run_generator
@@ -195,3 +196,18 @@ def test_label_written_has_image_size(folder, tmp_path, checkpoint):
     )
     label = np.asarray(Image.open(tmp_path / "o" / "b.png"))
     assert label.shape == (63, 75)
+
+
+def test_cli_segment_precision_is_chosen_and_named(folder, tmp_path, checkpoint, capsys):
+    labels = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        args = ["segment", str(folder / "a.jpg"), "--out", str(out), "--checkpoint", str(checkpoint)]
+        assert main([*args, "--device", "cpu", "--precision", precision]) == 0
+        err = capsys.readouterr().err
+        assert "model on cpu (" in err and ("bf16)" in err) == (precision == "bf16")
+        labels[precision] = read_label(out / "a.png")
+    assert (labels["fp32"] == labels["bf16"]).mean() >= 0.98
+    with pytest.raises(SystemExit):
+        main(["segment", str(folder), "--out", str(tmp_path / "x"), "--precision", "fp16"])
+    assert "invalid choice: 'fp16'" in capsys.readouterr().err
