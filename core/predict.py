@@ -1,8 +1,9 @@
 """Whole-image and tiled inference with bounded memory, progress, cancellation and OOM fallback.
 
 Large images are cut into overlapping tiles (see ``core.tiling``) whose softmax
-probabilities are blended with Gaussian weights. Results are accumulated one band (row of
-tiles) at a time, so memory grows with the image's width, never with width x height x classes.
+probabilities are blended with Gaussian weights (``core.blending``): only one tile and the
+rows the next band of tiles shares are held, so memory grows with the image's width times
+the overlap, never with width x height x classes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .blending import BLEND_DTYPE, TileBlender
 from .checkpoints import SegmentationModel
 from .devices import (
     autocast,
@@ -32,9 +34,6 @@ from .tiling import TileGrid, blend_window, make_grid
 # conv1 maps live at once, plus allocator slack).
 BYTES_PER_PIXEL = 600
 TILE_CHOICES = (1024, 896, 768, 640, 512, 384, 256)
-# Blended probabilities of a band of tiles: sums of at most four window-weighted probabilities,
-# where fp16's 3 decimal digits change no arg max that fp32 would not call a tie, at half the memory.
-BAND_DTYPE = torch.float16
 DEFAULT_OVERLAP = 64
 MIN_TILE = 256
 
@@ -114,8 +113,8 @@ class Predictor:
         """The tile grid for an image of that size.
 
         Without an explicit ``tile``, the whole image when its activations (and, on the CPU,
-        the class-probability band) fit the device's memory budget; otherwise the largest
-        standard tile that fits.
+        the blending buffers) fit the device's memory budget; otherwise the largest standard
+        tile that fits.
         """
         tile = self.tile
         if tile is None:
@@ -128,14 +127,14 @@ class Predictor:
         return make_grid(height, width, tile, self.overlap)
 
     def _cost(self, tile_h: int, tile_w: int, width: int) -> int:
-        """Bytes one tile's forward pass needs, plus the probability band when it shares the memory."""
+        """Bytes one tile's forward pass needs, plus the blending buffers when they share the memory."""
         activations = tile_h * tile_w * BYTES_PER_PIXEL
         if self.device.type == "cuda":
-            return activations // 2  # fp16/bf16 activations; the band lives in host memory
+            return activations // 2  # fp16/bf16 activations; blending happens in host memory
         if self.dtype == torch.bfloat16:
             activations //= 2
-        band = self.model.info.num_classes * BAND_DTYPE.itemsize + 4  # + the fp32 weight sum
-        return activations + band * tile_h * width
+        per_pixel = self.model.info.num_classes * BLEND_DTYPE.itemsize + 4  # + the fp32 weight sum
+        return activations + per_pixel * (tile_h * tile_w + 2 * self.overlap * width)
 
     def _batch_for(self, grid: TileGrid) -> int:
         if self.batch_size is not None:
@@ -182,38 +181,19 @@ class Predictor:
         )
 
     def _run_grid(self, image: np.ndarray, grid: TileGrid) -> Generator[Progress, None, Prediction]:
-        h, w = grid.height, grid.width
-        num_classes = self.model.info.num_classes
-        label = np.empty((h, w), dtype=np.uint8)
-        confidence = np.empty((h, w), dtype=np.float16)
         window_cpu = torch.from_numpy(blend_window(grid.tile_h, grid.tile_w))
         window = window_cpu.to(self.device)
-        acc = torch.zeros(num_classes, grid.tile_h, w, dtype=BAND_DTYPE)
-        weight = torch.zeros(grid.tile_h, w)
+        blender = TileBlender(grid, self.model.info.num_classes, window_cpu)
         batch = self._batch_for(grid)
         done, total = 0, len(grid)
-        for y, rows_final, _next_y in grid.bands():
+        for y, _rows_final, _next_y in grid.bands():
             for start in range(0, len(grid.xs), batch):
                 xs = grid.xs[start : start + batch]
-                probs = self._forward(image, y, xs, grid, window).cpu()
-                for i, x in enumerate(xs):
-                    acc[:, :, x : x + grid.tile_w] += probs[i]
-                    weight[:, x : x + grid.tile_w] += window_cpu
+                for probs in self._forward(image, y, xs, grid, window).cpu():
+                    blender.add(probs)
                 done += len(xs)
                 yield Progress(done, total, "predicting")
-            # The weight is the same for every class, so the arg max needs no division (and no
-            # copy of the band); only the winning probability is normalised.
-            top, arg = acc[:, :rows_final].max(dim=0)
-            label[y : y + rows_final] = arg.numpy().astype(np.uint8)
-            top = top.float().div_(weight[:rows_final])
-            confidence[y : y + rows_final] = top.numpy().astype(np.float16)
-            keep = grid.tile_h - rows_final
-            if keep > 0:
-                acc[:, :keep] = acc[:, rows_final:].clone()
-                weight[:keep] = weight[rows_final:].clone()
-            acc[:, keep:] = 0
-            weight[keep:] = 0
-        return Prediction(label, np.clip(confidence, 0, 1))
+        return Prediction(blender.label, blender.confidence)
 
     def _forward(
         self, image: np.ndarray, y: int, xs: tuple[int, ...], grid: TileGrid, window: torch.Tensor

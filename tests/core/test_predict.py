@@ -116,3 +116,10 @@ def test_bf16_and_fp32_predictions_agree_and_checkpoints_stay_fp32(local_model, 
 def test_unknown_precision_is_refused(local_model):
     with pytest.raises(DeviceError, match="unknown precision 'fp8'; choose one of auto, fp32, bf16"):
         Predictor(local_model, device="cpu", precision="fp8")
+
+
+def test_the_bf16_probe_times_both_precisions():
+    from core.devices import _bf16_convolution_speed_up
+
+    ratio = _bf16_convolution_speed_up()
+    assert np.isfinite(ratio) and ratio > 0
