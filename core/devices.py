@@ -142,4 +142,4 @@ def device_memory_budget(device: torch.device) -> int:
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free * 0.6)
-    return 900 * 1024**2
+    return 800 * 1024**2
