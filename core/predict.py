@@ -113,28 +113,34 @@ class Predictor:
         """The tile grid for an image of that size.
 
         Without an explicit ``tile``, the whole image when its activations (and, on the CPU,
-        the blending buffers) fit the device's memory budget; otherwise the largest standard
-        tile that fits.
+        the image, the outputs and the blending buffers) fit the device's memory budget;
+        otherwise the largest standard tile that fits.
         """
         tile = self.tile
         if tile is None:
             budget = device_memory_budget(self.device)
-            if self._cost(height, width, width) <= budget:
+            if self._cost(height, width, height, width) <= budget:
                 tile = max(height, width)
             else:
-                fits = [t for t in TILE_CHOICES if self._cost(min(t, height), min(t, width), width) <= budget]
+                fits = [
+                    t
+                    for t in TILE_CHOICES
+                    if self._cost(min(t, height), min(t, width), height, width) <= budget
+                ]
                 tile = fits[0] if fits else TILE_CHOICES[-1]
         return make_grid(height, width, tile, self.overlap)
 
-    def _cost(self, tile_h: int, tile_w: int, width: int) -> int:
-        """Bytes one tile's forward pass needs, plus the blending buffers when they share the memory."""
+    def _cost(self, tile_h: int, tile_w: int, height: int, width: int) -> int:
+        """Bytes for one tile's forward pass and, when they share the memory, the image (3 bytes
+        per pixel), the outputs (3) and the blending buffers."""
         activations = tile_h * tile_w * BYTES_PER_PIXEL
         if self.device.type == "cuda":
-            return activations // 2  # fp16/bf16 activations; blending happens in host memory
+            return activations // 2  # fp16/bf16 activations; the rest lives in host memory
         if self.dtype == torch.bfloat16:
             activations //= 2
         per_pixel = self.model.info.num_classes * BLEND_DTYPE.itemsize + 4  # + the fp32 weight sum
-        return activations + per_pixel * (tile_h * tile_w + 2 * self.overlap * width)
+        blending = per_pixel * (tile_h * tile_w + 2 * self.overlap * width)
+        return activations + blending + 6 * height * width
 
     def _batch_for(self, grid: TileGrid) -> int:
         if self.batch_size is not None:
