@@ -36,7 +36,8 @@ def main() -> None:
     exe = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "dist" / "fcn-gui") / "fcn-gui"
     if not exe.exists():
         sys.exit(f"{exe}: not built; run `make dist` first")
-    size = sum(f.stat().st_size for f in exe.parent.rglob("*") if f.is_file()) / 1024**3
+    files = [f for f in exe.parent.rglob("*") if f.is_file() and not f.is_symlink()]  # links: counted once
+    size = sum(f.stat().st_size for f in files) / 1024**3
     print(f"{exe.parent}: {size:.2f} GiB")
     print(run([str(exe), "--version"], 120).stdout.strip())
     with tempfile.TemporaryDirectory() as tmp:
