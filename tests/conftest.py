@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+ROOT = Path(__file__).parents[1]
 DATA = Path(__file__).parent / "data"
 torch.set_num_threads(max(1, os.cpu_count() or 1))
 
@@ -70,3 +73,11 @@ def run_generator(gen):
             events.append(next(gen))
         except StopIteration as stop:
             return events, stop.value
+
+
+def torchrun(port: int, *args: str, timeout: int) -> subprocess.CompletedProcess:
+    """Run ``args`` under ``torch.distributed.run`` as two CPU processes, from the repository root."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    cmd = [*launcher, "--master_port", str(port), *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)

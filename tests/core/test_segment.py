@@ -1,8 +1,5 @@
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +11,7 @@ from core.files import collect_images, shard
 from core.labels import read_label
 from core.predict import Predictor
 from core.segment import SegmentOptions, output_paths, segment_paths
-from tests.conftest import run_generator
+from tests.conftest import run_generator, torchrun
 
 ROOT = Path(__file__).parents[2]
 
@@ -113,28 +110,8 @@ def test_torchrun_two_processes_do_each_file_once(folder, tmp_path, checkpoint):
     for i in range(3):
         shutil.copy(folder / "a.jpg", folder / f"copy{i}.jpg")
     out = tmp_path / "out"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29531",
-        "-m",
-        "fcn_gui",
-        "segment",
-        str(folder),
-        "--recursive",
-        "--out",
-        str(out),
-        "--checkpoint",
-        str(checkpoint),
-        "--device",
-        "cpu",
-    ]
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    args = ["-m", "fcn_gui", "segment", str(folder), "--recursive", "--out", str(out)]
+    result = torchrun(29531, *args, "--checkpoint", str(checkpoint), "--device", "cpu", timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     counts = [
         int(line.split("] ")[1].split()[0]) for line in result.stdout.splitlines() if "segmented" in line

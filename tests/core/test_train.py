@@ -1,10 +1,7 @@
 import copy
 import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -21,7 +18,7 @@ from core.labels import classes_from_names, write_label
 from core.predict import Predictor
 from core.progress import drain
 from core.train import TrainConfig, TrainingError, evaluate_model, last_path, start_model, train
-from tests.conftest import run_generator
+from tests.conftest import run_generator, torchrun
 
 ROOT = Path(__file__).parents[2]
 CROPS = [
@@ -205,20 +202,7 @@ DDP_SCRIPT = textwrap.dedent(
 def test_two_process_ddp_ranks_end_with_identical_weights(nuclei_voc, tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29533",
-        str(script),
-        str(nuclei_voc),
-        str(tmp_path),
-    ]
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    result = torchrun(29533, str(script), str(nuclei_voc), str(tmp_path), timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     digests = {(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)}
     assert len(digests) == 1
