@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.checkpoints import ModelInfo, new_model, save_checkpoint  # noqa: E402
-from core.devices import choose_device, describe_device  # noqa: E402
+from core.devices import choose_device, describe_device, inference_dtype  # noqa: E402
 from core.flops import count_flops  # noqa: E402
 from core.models import build_model  # noqa: E402
 from core.predict import Predictor  # noqa: E402
@@ -98,12 +98,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             large_memory(Path(tmp), args.device, precision)
         return
-    small = new_model(ModelInfo(variant="fcn32s"))
-    probe = Predictor(small, device=device, precision=precision)
-    print(f"predictor: {probe.device_name}, precision {precision}")
-    if probe.dtype == torch.bfloat16:
+    dtype = inference_dtype(device, precision)
+    print(f"precision {precision}: the model runs in {str(dtype).removeprefix('torch.')}")
+    if dtype == torch.bfloat16:
         print(f"bf16 matmul peak (4096x4096): {matmul_peak(device, dtype=torch.bfloat16):.1f} GFLOP/s")
-    del probe, small
     image = sample_image(500, 500)
     per_image: dict[str, float] = {}
     print("\nvariant  s/img(500x500)  GFLOPs/img  achieved GFLOP/s  of peak")
