@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.checkpoints import ModelInfo, new_model, save_checkpoint  # noqa: E402
-from core.devices import choose_device, describe_device, inference_dtype  # noqa: E402
+from core.devices import PRECISION_CHOICES, choose_device, describe_device, inference_dtype  # noqa: E402
 from core.flops import count_flops  # noqa: E402
 from core.models import build_model  # noqa: E402
 from core.predict import Predictor  # noqa: E402
@@ -84,7 +84,7 @@ def main() -> None:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES)
     parser.add_argument("--skip-large", action="store_true", help="skip the 8192x8192 memory run")
     parser.add_argument("--large-only", action="store_true", help="only the 8192x8192 memory run")
     args = parser.parse_args()

@@ -114,7 +114,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 def _precision_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16"),
+        choices=("auto", "fp32", "bf16"),  # core.devices.PRECISION_CHOICES; not imported: it loads torch
         default="auto",
         help="auto: half precision on CUDA, bf16 on CPUs where it measures faster (AMX), else fp32",
     )

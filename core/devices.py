@@ -39,14 +39,18 @@ def choose_device(preference: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def describe_device(device: torch.device) -> str:
-    """A short human name: ``cpu (2 threads)``, ``cuda:0 NVIDIA H100``, ``mps``."""
+def describe_device(device: torch.device, dtype: torch.dtype = torch.float32) -> str:
+    """A short human name: ``cpu (2 threads)``, ``cpu (2 threads, bf16)``, ``cuda:0 NVIDIA H100``.
+
+    ``dtype`` is the one the weights are kept in; bf16 is named, fp32 is the default.
+    """
+    bf16 = dtype == torch.bfloat16
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
-        return f"cuda:{index} {torch.cuda.get_device_name(index)}"
+        return f"cuda:{index} {torch.cuda.get_device_name(index)}" + (" (bf16)" if bf16 else "")
     if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
-    return device.type
+        return f"cpu ({torch.get_num_threads()} threads{', bf16' if bf16 else ''})"
+    return device.type + (" (bf16)" if bf16 else "")
 
 
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:

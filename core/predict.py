@@ -100,10 +100,7 @@ class Predictor:
     @property
     def device_name(self) -> str:
         """``cpu (2 threads, bf16)``, ``cuda:0 NVIDIA H100``: the device, and bf16 if the model runs in it."""
-        name = describe_device(self.device)
-        if self.dtype == torch.bfloat16:
-            return f"{name[:-1]}, bf16)" if name.endswith(")") else f"{name} (bf16)"
-        return name
+        return describe_device(self.device, self.dtype)
 
     def predict(self, image: np.ndarray) -> Prediction:
         """Predict ``image`` (``HxWx3 uint8``) to the end."""
