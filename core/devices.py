@@ -113,6 +113,28 @@ def inference_dtype(device: torch.device, precision: str = "auto") -> torch.dtyp
     return torch.float32
 
 
+def training_autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """Mixed precision for a training step: the same choice as ``inference_dtype``.
+
+    CUDA: bf16/fp16 autocast unless ``fp32``. CPU: bf16 autocast where it measures faster
+    (``auto``) or when forced (``bf16``); the weights and optimizer state stay fp32.
+    """
+    if precision not in PRECISION_CHOICES:
+        raise DeviceError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_CHOICES)}")
+    if device.type == "cuda":
+        return autocast(device, enabled=precision != "fp32")
+    if device.type == "cpu" and inference_dtype(device, precision) == torch.bfloat16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def training_precision_name(device: torch.device, precision: str = "auto") -> str:
+    """``bf16`` or ``fp32``: what ``training_autocast`` runs the network in on ``device``."""
+    if device.type == "cuda":
+        return "fp32" if precision == "fp32" else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    return "bf16" if inference_dtype(device, precision) == torch.bfloat16 else "fp32"
+
+
 def prepare_device(device: torch.device) -> None:
     """Per-device speed settings: cuDNN autotuning and TF32 matmuls on CUDA."""
     if device.type == "cuda":

@@ -126,12 +126,12 @@ class FCN(nn.Module):
         pool3, pool4, pool5 = self.backbone(x)
         y = self.drop6(F.relu(self.fc6(pool5), inplace=True))
         y = self.drop7(F.relu(self.fc7(y), inplace=True))
-        y = self.score(y)
+        y = _full_precision(self.score, y)
         if self.variant != "fcn32s":
-            p4 = self.score_pool4(pool4)
+            p4 = _full_precision(self.score_pool4, pool4)
             y = self.upscore2(y)[..., : p4.shape[-2], : p4.shape[-1]] + p4
         if self.variant == "fcn8s":
-            p3 = self.score_pool3(pool3)
+            p3 = _full_precision(self.score_pool3, pool3)
             y = self.upscore_pool4(y)[..., : p3.shape[-2], : p3.shape[-1]] + p3
         # Score pixel i covers input pixels [s*i, s*i + s): upsample by s, crop to the input.
         y = F.interpolate(y, scale_factor=self.output_stride, mode="bilinear", align_corners=False)
@@ -149,6 +149,17 @@ class FCN(nn.Module):
             self.fc6.bias.copy_(state["classifier.0.bias"])
             self.fc7.weight.copy_(state["classifier.3.weight"].reshape(4096, 4096, 1, 1))
             self.fc7.bias.copy_(state["classifier.3.bias"])
+
+
+def _full_precision(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """Run a 1x1 score layer outside autocast, in its weights' own dtype.
+
+    oneDNN's bf16 weight gradient of a 1x1 convolution with many input and few output
+    channels (4096 -> 2) corrupts the heap on CPUs with AMX (torch 2.14); the score layers
+    cost under 1 % of the network, so they always run in the weights' precision.
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        return layer(x.to(layer.weight.dtype))
 
 
 class TorchvisionFCN(nn.Module):

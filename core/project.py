@@ -257,11 +257,18 @@ class Project:
         """Change an entry's state (and fields like ``changed_fraction``) without a new label."""
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}")
-        entry.state = state
-        entry.modified = now()
-        for key, value in extra.items():
-            setattr(entry, key, value)
-        self._dirty = True
+        with self._mutex:
+            entry.state = state
+            entry.modified = now()
+            for key, value in extra.items():
+                setattr(entry, key, value)
+            self._dirty = True
+
+    def set_checkpoint(self, checkpoint: str | None) -> None:
+        """Record the checkpoint the project's predictions come from."""
+        with self._mutex:
+            self.checkpoint = checkpoint
+            self._dirty = True
 
     @property
     def has_unsaved_changes(self) -> bool:

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from .checkpoints import ModelInfo, SegmentationModel, load_checkpoint, new_model, save_checkpoint
 from .datasets import SegmentationDataset, TrainData, eval_transform, train_transform
-from .devices import autocast, choose_device, prepare_device
+from .devices import autocast, choose_device, prepare_device, training_autocast
 from .errors import FcnGuiError
 from .files import distributed_rank
 from .labels import VOID
@@ -61,6 +61,7 @@ class TrainConfig:
     resume: bool = False
     allow_download: bool = False
     time_budget_s: float | None = None
+    precision: str = "auto"  # auto | fp32 | bf16 (see core.devices.training_autocast)
 
 
 @dataclass(frozen=True)
@@ -132,13 +133,11 @@ class Trainer:
         self.model = model or start_model(config, data)
         self.model.info.classes = list(data.classes)
         self.net = self.model.module.to(self.device).train()
-        for m in self.net.modules():
-            if isinstance(m, torch.nn.Dropout):
-                m.p = config.dropout
+        if self.device.type == "cpu":
+            self.net = self.net.to(memory_format=torch.channels_last)
+        set_dropout(self.net, config.dropout)
         if config.freeze_backbone:
-            for name, p in self.net.named_parameters():
-                if name.startswith(("backbone.", "net.backbone.")):
-                    p.requires_grad_(False)
+            freeze(self.net, ("backbone.", "net.backbone."))
         self.opt = self._optimizer()
         self.loader, self.sampler = self._loader()
         self.steps = config.steps
@@ -164,17 +163,9 @@ class Trainer:
 
     def _optimizer(self) -> torch.optim.Optimizer:
         c = self.config
-        head = ("score", "upscore", "net.classifier.4")
-        named = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for n, p in named if not n.startswith(head)], "lr": c.lr},
-            {"params": [p for n, p in named if n.startswith(head)], "lr": c.lr * c.head_lr_mult},
-        ]
-        if c.optimizer == "sgd":
-            return torch.optim.SGD(groups, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
-        if c.optimizer == "adamw":
-            return torch.optim.AdamW(groups, lr=c.lr, weight_decay=c.weight_decay)
-        raise TrainingError(f"unknown optimizer {c.optimizer!r}; use adamw or sgd")
+        return build_optimizer(
+            self.net, lr=c.lr, head_lr_mult=c.head_lr_mult, kind=c.optimizer, weight_decay=c.weight_decay
+        )
 
     def _loader(self) -> tuple[DataLoader, object]:
         c, info = self.config, self.model.info
@@ -263,9 +254,7 @@ class Trainer:
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             ddp = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
-        loss_fn = torch.nn.CrossEntropyLoss(ignore_index=VOID)
-        fp16 = self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
-        scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+        step = StepRunner(ddp, self.opt, self.device, c.precision)
         started, first_loss, epoch = time.monotonic(), None, 0
         try:
             while self.step < self.steps and not self._out_of_time(started):
@@ -275,16 +264,8 @@ class Trainer:
                 for images, masks in self.loader:
                     if not (masks != VOID).any():
                         continue  # crops of unlabelled areas only: nothing to learn from
-                    with autocast(self.device):
-                        logits = ddp(images.to(self.device, non_blocking=True))
-                        loss = loss_fn(logits.float(), masks.to(self.device, non_blocking=True))
-                    value = float(loss.detach())
-                    self._check_loss(value, first_loss)
+                    value = step(images, masks, lambda v, f=first_loss: self._check_loss(v, f))
                     first_loss = value if first_loss is None else first_loss
-                    self.opt.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(self.opt)
-                    scaler.update()
                     self.schedule.step()
                     self.step += 1
                     done = self.step >= self.steps or self._out_of_time(started)
@@ -312,6 +293,80 @@ class Trainer:
         return TrainResult(
             self.output, last_path(self.output), self.step, self.best_miou, self.history, self.model
         )
+
+
+HEAD_PREFIXES = ("score", "upscore", "net.classifier.4")
+
+
+def build_optimizer(
+    net: torch.nn.Module,
+    *,
+    lr: float,
+    head_lr_mult: float = 100.0,
+    kind: str = "adamw",
+    weight_decay: float = 1e-4,
+) -> torch.optim.Optimizer:
+    """AdamW (or SGD with momentum) over the trainable parameters; the class-specific score
+    layers learn ``head_lr_mult`` times faster than the trunk."""
+    named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in named if not n.startswith(HEAD_PREFIXES)], "lr": lr},
+        {"params": [p for n, p in named if n.startswith(HEAD_PREFIXES)], "lr": lr * head_lr_mult},
+    ]
+    groups = [g for g in groups if g["params"]]
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    if kind == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    raise TrainingError(f"unknown optimizer {kind!r}; use adamw or sgd")
+
+
+def set_dropout(net: torch.nn.Module, p: float) -> None:
+    """Use dropout ``p`` in every dropout layer (FCN's 0.5 is for training from ImageNet for days)."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = p
+
+
+def freeze(net: torch.nn.Module, prefixes: tuple[str, ...]) -> None:
+    """Stop training the parameters whose names start with one of ``prefixes``."""
+    for name, p in net.named_parameters():
+        if name.startswith(prefixes):
+            p.requires_grad_(False)
+
+
+class StepRunner:
+    """One optimisation step, shared by ``fcn-gui train`` and the app's continuous learner.
+
+    Forward under the run's precision (``core.devices.training_autocast``), cross-entropy
+    averaged over labelled pixels (void ignored), backward, update. Returns the loss.
+    """
+
+    def __init__(
+        self, net: torch.nn.Module, opt: torch.optim.Optimizer, device: torch.device, precision: str
+    ) -> None:
+        self.net, self.opt, self.device, self.precision = net, opt, device, precision
+        self.loss_fn = torch.nn.CrossEntropyLoss(ignore_index=VOID)
+        fp16 = device.type == "cuda" and precision != "fp32" and not torch.cuda.is_bf16_supported()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+        self.channels_last = device.type == "cpu"  # measured 1.3x faster for bf16 training on CPU
+
+    def __call__(self, images: torch.Tensor, masks: torch.Tensor, check=None) -> float:
+        """Train on one batch; ``check(loss)`` may raise before the update (divergence)."""
+        images = images.to(self.device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with training_autocast(self.device, self.precision):
+            logits = self.net(images)
+        loss = self.loss_fn(logits.float(), masks.to(self.device, non_blocking=True))
+        value = float(loss.detach())
+        if check is not None:
+            check(value)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return value
 
 
 def train(

@@ -30,10 +30,15 @@ class _Chart(QWidget):
 
 
 class TrainingCurve(_Chart):
-    """Loss per step (blue line, scaled to its maximum) and validation mIoU (green dots, 0-1)."""
+    """Loss per step (blue line, scaled to its maximum) and held-out mIoU (green dots, 0-1).
+
+    Keeps the last ``MAX_POINTS`` steps, so hours of continuous learning draw as fast as a minute.
+    """
+
+    MAX_POINTS = 400
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__("Loss (blue) and validation mIoU (green)", parent)
+        super().__init__("Loss (blue) and held-out mIoU (green)", parent)
         self.losses: list[float] = []
         self.vals: list[tuple[int, float]] = []
 
@@ -45,6 +50,10 @@ class TrainingCurve(_Chart):
         self.losses.append(loss)
         if val is not None:
             self.vals.append((len(self.losses), val))
+        if len(self.losses) > self.MAX_POINTS:
+            drop = len(self.losses) - self.MAX_POINTS
+            self.losses = self.losses[drop:]
+            self.vals = [(i - drop, v) for i, v in self.vals if i > drop]
         self.update()
 
     def paintEvent(self, _event) -> None:  # noqa: N802 - Qt override

@@ -34,13 +34,13 @@ from core.project import Project
 from .canvas import Canvas
 from .class_panel import HOTKEYS, ClassPanel
 from .image_list import ImageListPanel
+from .learning import LearningController
+from .learning_panel import LearningPanel
 from .model_panel import ModelPanel
 from .resources import icon
 from .session import Session, project_for_images
 from .settings import Settings
 from .tools import BrushTool, EraserTool, FillTool, PickerTool, PolygonTool
-from .training import TrainingController
-from .training_panel import TrainingPanel
 from .workers import GeneratorThread
 
 AUTOSAVE_MS = 15_000
@@ -56,11 +56,11 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(icon("app"))
         self.setAcceptDrops(True)
         self.session = Session(self)
-        self.training = TrainingController(self.session, self)
+        self.learning = LearningController(self.session, self)
+        self.learning.enabled = self.settings.get("learn", True, bool)
         self.undo_group = QUndoGroup(self)
         self.current_class = 0
         self._busy_threads: list[GeneratorThread] = []
-        self._repredict_after_load = False
 
         self.canvas = Canvas(self)
         self.setCentralWidget(self.canvas)
@@ -98,13 +98,14 @@ class MainWindow(QMainWindow):
         self.class_panel = ClassPanel()
         self.model_panel = ModelPanel()
         self.view_panel = self._view_controls()
-        self.training_panel = TrainingPanel()
+        self.learning_panel = LearningPanel()
+        self.learning_panel.enabled.setChecked(self.learning.enabled)
         for title, widget, area, name in (
             ("Images", self.image_panel, Qt.DockWidgetArea.LeftDockWidgetArea, "images"),
             ("Classes", self.class_panel, Qt.DockWidgetArea.RightDockWidgetArea, "classes"),
             ("View and tools", self.view_panel, Qt.DockWidgetArea.RightDockWidgetArea, "view"),
             ("Model", self.model_panel, Qt.DockWidgetArea.RightDockWidgetArea, "model"),
-            ("Training", self.training_panel, Qt.DockWidgetArea.RightDockWidgetArea, "training"),
+            ("Learning", self.learning_panel, Qt.DockWidgetArea.RightDockWidgetArea, "training"),
         ):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock-{name}")
@@ -116,7 +117,7 @@ class MainWindow(QMainWindow):
             self.addDockWidget(area, dock)
             self.docks[name] = dock
         self.tabifyDockWidget(self.docks["model"], self.docks["training"])
-        self.docks["model"].raise_()
+        self.docks["training"].raise_()
 
     def _view_controls(self) -> QWidget:
         w = QWidget()
@@ -139,6 +140,11 @@ class MainWindow(QMainWindow):
         self.erase_mode.setCurrentIndex(0 if self.tools["eraser"].to_void else 1)
         self.predict_ahead = QCheckBox("Predict the next image ahead")
         self.predict_ahead.setChecked(self.settings.get("predict_ahead", True, bool))
+        self.least_confident = QCheckBox("Next: least confident image first")
+        self.least_confident.setToolTip(
+            "Next (Right) goes to the image not yet reviewed whose prediction is least confident"
+        )
+        self.least_confident.setChecked(self.settings.get("least_confident_next", False, bool))
         form = QFormLayout()
         form.addRow("Opacity", self.opacity)
         form.addRow(self.unsure)
@@ -146,6 +152,7 @@ class MainWindow(QMainWindow):
         form.addRow("Size", self.brush_size)
         form.addRow("Eraser", self.erase_mode)
         form.addRow(self.predict_ahead)
+        form.addRow(self.least_confident)
         layout = QVBoxLayout(w)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(form)
@@ -265,7 +272,8 @@ class MainWindow(QMainWindow):
 
     def _make_status_bar(self) -> None:
         sb = self.statusBar()
-        self.status = {k: QLabel() for k in ("pos", "cls", "conf", "zoom", "device")}
+        self.status = {k: QLabel() for k in ("pos", "cls", "conf", "learn", "zoom", "device")}
+        self.status["learn"].setStyleSheet("QLabel { color: #2e7d32; }")
         self.status["pos"].setMinimumWidth(90)
         self.status["cls"].setMinimumWidth(130)
         self.status["conf"].setMinimumWidth(90)
@@ -281,6 +289,7 @@ class MainWindow(QMainWindow):
             sb.addWidget(self.status[key])
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.cancel_button)
+        sb.addPermanentWidget(self.status["learn"])
         sb.addPermanentWidget(self.status["zoom"])
         sb.addPermanentWidget(self.status["device"])
         self.status["device"].setText("model: loading…")
@@ -309,13 +318,15 @@ class MainWindow(QMainWindow):
         self.model_panel.download_requested.connect(self.download_dialog)
         self.model_panel.device_changed.connect(self._on_device_changed)
         self.model_panel.tile_changed.connect(lambda v: s.models.set_tile(v or None))
-        self.training_panel.start_requested.connect(self.start_training)
-        self.training_panel.stop_requested.connect(self.training.stop)
-        self.training_panel.use_requested.connect(self.use_checkpoint)
-        self.training.step.connect(self._on_training_step)
-        self.training.finished.connect(self._on_training_finished)
-        self.training.failed.connect(self._on_training_failed)
-        self.training.running_changed.connect(self.training_panel.set_running)
+        self.learning_panel.enabled_changed.connect(self._on_learning_switched)
+        self.learning_panel.pause_toggled.connect(self.learning.set_paused)
+        self.learning_panel.rollback_requested.connect(self.learning.roll_back)
+        self.learning.event.connect(self.learning_panel.show_event)
+        self.learning.adopted.connect(self._on_adopted)
+        self.learning.failed.connect(lambda text: self.show_error(f"Learning stopped: {text}"))
+        self.learning.running_changed.connect(self.learning_panel.set_running)
+        self.learning.history_changed.connect(self._refresh_history)
+        s.model_changed.connect(self.status["learn"].setText)
         s.states_changed.connect(self._refresh_corrections)
         self.canvas.hovered.connect(self._on_hover)
         self.canvas.zoom_changed.connect(lambda z: self.status["zoom"].setText(f"{z:.0%}"))
@@ -329,6 +340,8 @@ class MainWindow(QMainWindow):
         )
         self.predict_ahead.toggled.connect(lambda on: setattr(s, "predict_ahead", on))
         s.predict_ahead = self.predict_ahead.isChecked()
+        self.least_confident.toggled.connect(s.set_least_confident_next)
+        s.least_confident_next = self.least_confident.isChecked()
         self.canvas.set_opacity(self.opacity.value() / 100)
         self._on_threshold(self.threshold.value())
         self.class_panel.set_classes(self._classes())
@@ -413,7 +426,6 @@ class MainWindow(QMainWindow):
         project = self.session.project
         self.image_panel.set_project(project)
         self.class_panel.set_classes(self._classes(), keep=0)
-        self._refresh_rounds()
         self._refresh_corrections()
         if project is not None:
             self.setWindowTitle(f"fcn-gui — {project.root}")
@@ -454,10 +466,7 @@ class MainWindow(QMainWindow):
         if ckpt is not None:
             self.settings.set("checkpoint", str(ckpt))
         self._update_model_warning()
-        self._refresh_rounds()
-        if self._repredict_after_load:
-            self._repredict_after_load = False
-            self.session.repredict_unreviewed()
+        self._refresh_history()
 
     def _update_model_warning(self) -> None:
         why = self.session.model_mismatch()
@@ -675,48 +684,24 @@ class MainWindow(QMainWindow):
     def mark_reviewed(self) -> None:
         self.session.mark_reviewed()
 
-    # --- training -----------------------------------------------------------------------
-    def start_training(self, steps: int, minutes: int) -> None:
-        try:
-            self.training.start(steps, minutes)
-        except FcnGuiError as exc:
-            self.show_error(str(exc))
-            return
-        self.training_panel.status.setText("Training in the background; keep annotating.")
+    # --- learning -----------------------------------------------------------------------
+    def _on_learning_switched(self, on: bool) -> None:
+        self.settings.set("learn", on)
+        self.learning.set_enabled(on)
 
-    def _on_training_step(self, done: int, total: int, loss: float, val: float) -> None:
-        self.training_panel.curve.add(loss, None if val < 0 else val)
-        score = "" if val < 0 else f", validation mIoU {val:.3f}"
-        self.training_panel.status.setText(f"Step {done} of {total}: loss {loss:.4f}{score}")
+    def _on_adopted(self, event) -> None:
+        """The learner found a better model: use it; the session re-predicts what you did not touch."""
+        text = event.describe()
+        self.session.adopt_model(event.model, event.path, text.capitalize())
+        self.learning_panel.show_adopted(text.capitalize(), event.after)
 
-    def _on_training_finished(self, result) -> None:
-        best = (
-            "no validation images"
-            if result.best_miou is None
-            else f"best validation mIoU {result.best_miou:.3f}"
-        )
-        self.training_panel.status.setText(f"Round finished after {result.steps} steps; {best}.")
-        self.training_panel.offer_model(result.best, result.best_miou)
-        self._refresh_rounds()
-
-    def _on_training_failed(self, message: str) -> None:
-        self.training_panel.status.setText(message.splitlines()[0])
-        if "stopped" not in message:
-            self.show_error(f"Training failed: {message}")
-
-    def use_checkpoint(self, path: str) -> None:
-        """Load ``path`` and re-predict every image that is not reviewed or edited."""
-        self.training_panel.offer.hide()
-        self.session.queue.cancel_all()
-        self._repredict_after_load = True
-        self.session.models.load(Path(path), self._classes())
-
-    def _refresh_rounds(self) -> None:
-        if self.session.project is None:
-            self.training_panel.set_rounds([], None)
+    def _refresh_history(self) -> None:
+        history = self.learning.history()
+        if history is None:
+            self.learning_panel.set_history([], None, 0)
             return
         ckpt = self.session.models.checkpoint
-        self.training_panel.set_rounds(self.training.rounds(), str(ckpt) if ckpt else None)
+        self.learning_panel.set_history(history.entries(), str(ckpt) if ckpt else None, history.disk_bytes())
 
     def _refresh_corrections(self) -> None:
         project = self.session.project
@@ -726,7 +711,7 @@ class MainWindow(QMainWindow):
             else [e for e in project.images if e.state == "reviewed" and e.changed_fraction is not None]
         )
         entries.sort(key=lambda e: e.modified or "")
-        self.training_panel.corrections.set_values([e.changed_fraction for e in entries])
+        self.learning_panel.corrections.set_values([e.changed_fraction for e in entries])
 
     # --- classes ------------------------------------------------------------------------
     def _class_edit(self, change) -> None:
@@ -851,8 +836,8 @@ class MainWindow(QMainWindow):
         for thread in list(self._busy_threads):
             thread.wait()
         self.image_panel.stop_thumbnails()
-        self.training.stop()
-        self.training.wait()
+        self.learning.stop()
+        self.learning.wait()
         self.session.shutdown()
         self.settings.set("geometry", self.saveGeometry())
         self.settings.set("window_state", self.saveState())
@@ -862,5 +847,6 @@ class MainWindow(QMainWindow):
         self.settings.set("opacity", self.opacity.value())
         self.settings.set("unsure_threshold", self.threshold.value())
         self.settings.set("predict_ahead", self.predict_ahead.isChecked())
+        self.settings.set("least_confident_next", self.least_confident.isChecked())
         self.settings.sync()
         event.accept()

@@ -66,6 +66,10 @@ class ModelManager(QObject):
 
         self._start(build, None, f"Loading pretrained {backbone}…")
 
+    def use(self, model, checkpoint: Path | None) -> None:
+        """Predict with ``model`` (a ``SegmentationModel`` this manager now owns), saved at ``checkpoint``."""
+        self._start(lambda: model, checkpoint, "Switching to the improved model…")
+
     def _start(self, build, checkpoint: Path | None, text: str) -> None:
         device, tile = self.device, self.tile
 

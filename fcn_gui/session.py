@@ -37,6 +37,9 @@ class Session(QObject):
     error = Signal(str)
     confirm_replace = Signal(object, object)
     save_failed = Signal(str)
+    reviewed = Signal(str, object)  # image id, its label: a new training target
+    unreviewed = Signal(str)  # a reviewed label was edited again: no longer a target
+    model_changed = Signal(str)  # a message: another model is in use and images are re-predicted
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -49,6 +52,9 @@ class Session(QObject):
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fcn-save")
         self._loader: GeneratorThread | None = None
         self._wanted_id: str | None = None
+        self._repredict_on_ready = False
+        self.least_confident_next = False
+        self.mean_confidence: dict[str, float] = {}
         self.queue.predicted.connect(self._on_predicted)
         self.queue.failed.connect(
             lambda image_id, msg: self.error.emit(f"Prediction of {image_id} failed: {msg}")
@@ -78,12 +84,33 @@ class Session(QObject):
 
     def _on_model_ready(self) -> None:
         if self.project is not None and self.models.checkpoint is not None:
-            self.project.checkpoint = str(self.models.checkpoint)
-            self.project._dirty = True
+            self.project.set_checkpoint(str(self.models.checkpoint))
             self.save_async()
         self.queue.model_ready()
-        if self.doc is not None:
+        if self._repredict_on_ready:
+            self._repredict_on_ready = False
+            self.mean_confidence.clear()
+            self.repredict_unreviewed()
+        elif self.doc is not None:
             self._schedule_predictions(self.doc.image_id)
+
+    def use_checkpoint(self, path: Path) -> None:
+        """Load ``path`` as the model in use and re-predict every image not edited or reviewed."""
+        self.queue.cancel_all()
+        self._repredict_on_ready = True
+        self.models.load(path, self.project.classes if self.project else [])
+
+    def adopt_model(self, model, path: str | None, why: str) -> None:
+        """Use ``model`` (already in memory, e.g. from the learner) and re-predict as above."""
+        self.queue.cancel_all()
+        self._repredict_on_ready = True
+        self.models.use(model, Path(path) if path else None)
+        self.model_changed.emit(why)
+
+    def waiting_for_prediction(self) -> bool:
+        """Is the image the user looks at being predicted? (Training yields to it; any thread.)"""
+        job = self.queue.current
+        return job is not None and job.image_id == self._wanted_id
 
     # --- project ------------------------------------------------------------------------
     def open_project(self, project: Project) -> None:
@@ -116,6 +143,7 @@ class Session(QObject):
         self.project = None
         self.doc = None
         self._confidence.clear()
+        self.mean_confidence.clear()
         self.document_changed.emit(None)
 
     def entry(self, image_id: str) -> ImageEntry:
@@ -177,8 +205,11 @@ class Session(QObject):
     def _on_edited(self) -> None:
         entry = self.project.entry(self.doc.image_id)
         if entry.state != "edited":
+            was_reviewed = entry.state == "reviewed"
             self.project.set_state(entry, "edited")
             self.states_changed.emit()
+            if was_reviewed:
+                self.unreviewed.emit(entry.id)
 
     def save_current(self, state: str | None = None) -> None:
         """Stage the current label if it changed (or its state is set) and save in the background."""
@@ -221,18 +252,38 @@ class Session(QObject):
             entry.changed_fraction = float(np.mean(predicted != doc.label))
         self.save_current(state="reviewed")
         self.states_changed.emit()
+        self.reviewed.emit(entry.id, doc.label.copy())
         changed = (
             "" if entry.changed_fraction is None else f" ({entry.changed_fraction:.1%} of pixels corrected)"
         )
         self.message.emit(f"{entry.id} marked reviewed{changed}")
 
     def neighbour(self, step: int) -> str | None:
+        """The image before/after the current one; with ``least_confident_next``, Next goes to
+        the image not yet reviewed whose prediction has the lowest mean confidence."""
         if self.project is None or not self.project.images:
             return None
+        current_id = self.doc.image_id if self.doc else None
+        if step > 0 and self.least_confident_next:
+            scored = [
+                (self.mean_confidence[e.id], e.id)
+                for e in self.project.images
+                if e.state != "reviewed" and e.id != current_id and e.id in self.mean_confidence
+            ]
+            if scored:
+                return min(scored)[1]
         ids = [e.id for e in self.project.images]
-        current = ids.index(self.doc.image_id) if self.doc and self.doc.image_id in ids else -1
+        current = ids.index(current_id) if current_id in ids else -1
         index = current + step
         return ids[index] if 0 <= index < len(ids) else None
+
+    def set_least_confident_next(self, on: bool) -> None:
+        """Switch the order of Next; predicts every new image ahead so all have a confidence."""
+        self.least_confident_next = on
+        if on and self.usable_predictor() is not None and self.project is not None:
+            for e in self.project.images:
+                if e.state == "new":
+                    self.queue.enqueue(Job(e.id, self.project.image_path(e)))
 
     # --- predictions --------------------------------------------------------------------
     def _schedule_predictions(self, image_id: str) -> None:
@@ -290,6 +341,7 @@ class Session(QObject):
         except FcnGuiError:
             return
         self._confidence[job.image_id] = prediction.confidence
+        self.mean_confidence[job.image_id] = float(prediction.confidence.mean(dtype=np.float32))
         self._confidence.move_to_end(job.image_id)
         while len(self._confidence) > CONFIDENCE_CACHE:
             self._confidence.popitem(last=False)

@@ -1,0 +1,143 @@
+"""A simulated annotation session: how much a user still corrects per image as the model learns.
+
+    python bench/session.py [--images 8] [--budget 60] [--precision auto fp32] [--crop 256] ...
+
+The nuclei microscopy image (tests/data) is cut into ``--images`` tiles, annotated in turn.
+For each: predict it with the model in use, count the pixels that differ from the truth
+relative to its foreground (painting it from scratch costs the foreground: effort 100 %),
+add it to the continuous learner as reviewed (the prediction's mistakes recorded), then let
+the learner train for ``--budget`` seconds of training; models it adopts replace the one in
+use, exactly as in the app. Starts from random weights (no pretrained weights offline).
+Prints per-image effort, the mean over images 2..N, training seconds per image and when the
+first model was adopted, for each precision asked for. Not a test: figures only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.checkpoints import ModelInfo, new_model  # noqa: E402
+from core.devices import training_precision_name  # noqa: E402
+from core.images import read_image  # noqa: E402
+from core.labels import classes_from_names  # noqa: E402
+from core.learner import Adopted, ContinuousLearner, LearnerConfig  # noqa: E402
+from core.predict import Predictor  # noqa: E402
+from core.sampling import Example  # noqa: E402
+
+
+def nuclei_tiles(count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The 512x512 nuclei image cut into ``count`` equal tiles (rows of two), in reading order."""
+    image = read_image(ROOT / "tests/data/nuclei/nuclei.tif")
+    truth = (np.asarray(Image.open(ROOT / "tests/data/nuclei/nuclei_instances.tif")) > 0).astype(np.uint8)
+    cols = 2 if count > 1 else 1
+    rows = count // cols
+    h, w = 512 // rows, 512 // cols
+    return [
+        (image[r * h : (r + 1) * h, c * w : (c + 1) * w], truth[r * h : (r + 1) * h, c * w : (c + 1) * w])
+        for r in range(rows)
+        for c in range(cols)
+    ]
+
+
+def session(args: argparse.Namespace, precision: str) -> dict:
+    torch.manual_seed(args.seed)
+    info = ModelInfo(variant=args.variant, classes=classes_from_names(["background", "nucleus"]))
+    model = new_model(info)
+    config = LearnerConfig(
+        crop=args.crop, batch_size=args.batch, lr=args.lr, precision=precision, device="cpu",
+        frozen=tuple(args.frozen), wrong_share=args.wrong_share, all_orientations=args.orientations,
+        budget_s=args.first_budget, seed=args.seed,
+    )  # fmt: skip
+    learner = ContinuousLearner(model, config)
+    in_use = Predictor(new_model(info), device="cpu", precision=precision)
+    in_use.model.module.load_state_dict(model.module.state_dict())
+    run = learner.run()
+    efforts, train_s, adoptions, first_adoption = [], [], 0, None
+    for i, (image, truth) in enumerate(nuclei_tiles(args.images)):
+        pred = in_use.predict(image).label
+        wrong = pred != truth
+        efforts.append(float(wrong.sum() / max(1, (truth > 0).sum())))
+        learner.add(Example(f"tile{i}", image, truth, wrong))
+        if i == args.images - 1:
+            break
+        start = learner.train_seconds
+        while learner.train_seconds - start < args.budget:
+            event = next(run)
+            if event.state == "resting":
+                break  # no improvement for long: the app would rest until the next review
+            if isinstance(event, Adopted):
+                adoptions += 1
+                if first_adoption is None:
+                    first_adoption = event.train_seconds
+                in_use = Predictor(event.model, device="cpu", precision=precision)
+        train_s.append(learner.train_seconds - start)
+        print(
+            f"  image {i + 1}: effort {efforts[-1]:6.1%}  steps {learner.steps:4d}  "
+            f"held-out mIoU {learner.score if learner.score is not None else float('nan'):.3f}",
+            flush=True,
+        )
+    run.close()
+    print(f"  image {args.images}: effort {efforts[-1]:6.1%}", flush=True)
+    return {
+        "efforts": efforts,
+        "mean_2_n": float(np.mean(efforts[1:])),
+        "train_s": float(np.mean(train_s)),
+        "adoptions": adoptions,
+        "first_adoption_s": first_adoption,
+        "precision": training_precision_name(torch.device("cpu"), precision),
+        "steps": learner.steps,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=8)
+    p.add_argument("--budget", type=float, default=60.0, help="training seconds after each image")
+    p.add_argument("--precision", nargs="+", default=["fp32", "auto"])
+    p.add_argument("--variant", default="fcn8s")
+    p.add_argument("--crop", type=int, default=LearnerConfig.crop)
+    p.add_argument("--batch", type=int, default=LearnerConfig.batch_size)
+    p.add_argument("--lr", type=float, default=LearnerConfig.lr)
+    p.add_argument("--frozen", nargs="*", default=list(LearnerConfig.frozen))
+    p.add_argument("--wrong-share", type=float, default=LearnerConfig.wrong_share)
+    p.add_argument("--orientations", action="store_true", help="train with all 8 orientations")
+    p.add_argument("--first-budget", type=float, default=LearnerConfig.budget_s)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    print(f"CPU: {cpu}, {torch.get_num_threads()} threads; torch {torch.__version__}")
+    print(f"settings: {vars(args)}")
+    for precision in args.precision:
+        print(f"precision {precision}:", flush=True)
+        t = time.perf_counter()
+        r = session(args, precision)
+        print(
+            f"  => {r['precision']}: mean effort images 2..{args.images} {r['mean_2_n']:.1%} "
+            f"(per image {' '.join(f'{e:.0%}' for e in r['efforts'])}); "
+            f"{r['train_s']:.0f} s training per image, {r['steps']} steps, {r['adoptions']} adoptions, "
+            f"first after {r['first_adoption_s'] or float('nan'):.0f} s of training; "
+            f"wall {time.perf_counter() - t:.0f} s",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""Continuous learning from the user's corrections: one trainer that runs while they annotate.
+
+Reviewed images join (``add``) and leave (``remove``) between steps; no restart, no copies
+of the labels. A share of them is held out and never trained on: the third image, then
+every fifth (``holdout_every``). Every few seconds of training the learner scores its
+weights on the held-out images (labelled pixels only) and compares them with the model in
+use; when they score better, it *adopts* them: the model is saved to the history and handed
+to the caller, which switches predictions to it. With fewer than three reviewed images there
+is nothing to hold out, and it adopts after each short fixed budget of training instead.
+
+``run`` is a generator (``core``'s contract for long work): it yields ``LearnerEvent`` s,
+runs until the caller closes it, and saves its weights and optimizer state in ``finally``
+so nothing learnt is lost. Work the user waits for has priority: while ``yield_to()`` is
+true the learner pauses between steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .checkpoints import SegmentationModel
+from .devices import choose_device, prepare_device, training_autocast, training_precision_name
+from .history import LearningHistory
+from .metrics import ConfusionMeter
+from .progress import Progress
+from .sampling import CropSampler, Example
+from .train import StepRunner, TrainingError, build_optimizer, freeze, set_dropout
+
+EVAL_SIDE = 1024  # held-out images larger than this are scored on their central part
+
+
+@dataclass
+class LearnerConfig:
+    """Knobs of the continuous learner; the defaults come from ``bench/session.py``."""
+
+    crop: int = 256
+    batch_size: int = 4
+    lr: float = 1e-4
+    head_lr_mult: float = 100.0
+    weight_decay: float = 1e-4
+    dropout: float = 0.1
+    precision: str = "auto"
+    device: str = "auto"
+    frozen: tuple[str, ...] = ()
+    wrong_share: float = 0.5
+    all_orientations: bool = False
+    eval_every_s: float = 8.0
+    budget_s: float = 15.0  # fewer than three reviewed: adopt after this much training
+    holdout_every: int = 5
+    min_gain: float = 0.002
+    rest_after_s: float = 240.0  # this long without an adoption or a new review: rest
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LearnerEvent(Progress):
+    """A step or a change of state. ``state``: training, waiting (for a prediction), paused,
+    resting, idle (nothing to train on), adopted."""
+
+    state: str = "training"
+    step: int = 0
+    loss: float = float("nan")
+    train_images: int = 0
+    heldout_images: int = 0
+    train_seconds: float = 0.0
+    score: float | None = None  # the latest held-out mIoU of the learner's weights
+
+
+@dataclass(frozen=True)
+class Adopted(LearnerEvent):
+    """The learner's weights replaced the model in use; ``model`` is the caller's copy."""
+
+    model: SegmentationModel | None = field(default=None, repr=False)
+    path: str | None = None
+    before: float | None = None
+    after: float | None = None
+
+    def describe(self) -> str:
+        if self.after is None:
+            return (
+                f"model improved: trained {self.train_seconds:.0f} s on {self.train_images} reviewed images"
+            )
+        before = "?" if self.before is None else f"{self.before:.2f}"
+        n = self.heldout_images
+        return f"model improved: mIoU {before} -> {self.after:.2f} on {n} held-out image{'s' * (n != 1)}"
+
+
+class ContinuousLearner:
+    """Trains a copy of ``model`` on a changing set of reviewed ``Example`` s; see the module doc.
+
+    ``optimizer_state`` and ``state`` resume a learner saved by ``LearningHistory.save_latest``.
+    Thread-safe: ``add``, ``remove``, ``pause``, ``resume`` may be called from any thread while
+    ``run`` iterates on another.
+    """
+
+    def __init__(
+        self,
+        model: SegmentationModel,
+        config: LearnerConfig | None = None,
+        *,
+        history: LearningHistory | None = None,
+        optimizer_state: dict | None = None,
+        state: dict | None = None,
+        in_use: SegmentationModel | None = None,
+    ) -> None:
+        self.config = c = config or LearnerConfig()
+        self.device = choose_device(c.device)
+        prepare_device(self.device)
+        self.history = history
+        self.precision = training_precision_name(self.device, c.precision)
+        torch.manual_seed(c.seed)
+        module = copy.deepcopy(model.module).float().to(self.device)
+        if self.device.type == "cpu":
+            module = module.to(memory_format=torch.channels_last)
+        self.model = SegmentationModel(module, copy.deepcopy(model.info))
+        self.net = module.train()
+        set_dropout(self.net, c.dropout)
+        freeze(self.net, c.frozen)
+        self.opt = build_optimizer(
+            self.net, lr=c.lr, head_lr_mult=c.head_lr_mult, weight_decay=c.weight_decay
+        )
+        if optimizer_state is not None:
+            # Saved for another set of trainable layers: start the moments afresh.
+            with contextlib.suppress(ValueError, KeyError):
+                self.opt.load_state_dict(optimizer_state)
+        self.step_runner = StepRunner(self.net, self.opt, self.device, c.precision)
+        self.sampler = CropSampler(
+            c.crop, self.model.info.mean, self.model.info.std,
+            wrong_share=c.wrong_share, all_orientations=c.all_orientations, seed=c.seed,
+        )  # fmt: skip
+        # The model in use, for scoring: a bf16 copy on CPUs where that is faster (a third of the memory).
+        source = in_use if in_use is not None else model
+        self._scorer = copy.deepcopy(source.module).float().to(self.device).eval()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._examples: dict[str, Example] = {}
+        state = state or {}
+        self._heldout: set[str] = set(state.get("heldout", []))
+        self._seen: set[str] = set(state.get("seen", [])) | self._heldout  # every id that ever arrived
+        self.steps = int(state.get("steps", 0))
+        self.train_seconds = 0.0
+        self.paused = False
+        self.yield_to: Callable[[], bool] = lambda: False
+        self._new_data = False
+        self._in_use_score: tuple[frozenset[str], float] | None = None
+        self.score: float | None = None
+        self._saved_step = self.steps
+
+    # --- the pool of reviewed images (any thread) ---------------------------------------
+    def add(self, example: Example) -> None:
+        """A reviewed image joins (or its label is replaced) at the next step."""
+        with self._lock:
+            if example.id not in self._seen:
+                if len(self._seen) % self.config.holdout_every == 2:
+                    self._heldout.add(example.id)
+                self._seen.add(example.id)
+            self._examples[example.id] = example
+            self._new_data = True
+        self._wake.set()
+
+    def remove(self, image_id: str) -> None:
+        """An image taken back out of ``reviewed`` leaves training (it stays held out if it was)."""
+        with self._lock:
+            self._examples.pop(image_id, None)
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self._wake.set()
+
+    def wake(self) -> None:
+        """End a rest (new reviews do this by themselves)."""
+        self._wake.set()
+
+    def _split(self) -> tuple[list[Example], list[Example]]:
+        with self._lock:
+            items = list(self._examples.values())
+        train = [e for e in items if e.id not in self._heldout and e.has_labels]
+        return train, [e for e in items if e.id in self._heldout and e.has_labels]
+
+    def state(self) -> dict:
+        """What ``LearningHistory.save_latest`` keeps to resume with the same held-out split."""
+        with self._lock:
+            return {"heldout": sorted(self._heldout), "seen": sorted(self._seen), "steps": self.steps}
+
+    # --- scoring -------------------------------------------------------------------------
+    def _confusion(self, net: torch.nn.Module, examples: list[Example]) -> ConfusionMeter:
+        info = self.model.info
+        meter = ConfusionMeter(info.num_classes)
+        mean = torch.tensor(info.mean).view(1, 3, 1, 1)
+        std = torch.tensor(info.std).view(1, 3, 1, 1)
+        was_training = net.training
+        net.eval()
+        with torch.inference_mode(), training_autocast(self.device, self.config.precision):
+            for e in examples:
+                image, label = _central(e.image, EVAL_SIDE), _central(e.label, EVAL_SIDE)
+                x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+                x = ((x / 255 - mean) / std).to(self.device)
+                pred = net(x).argmax(1)[0].to("cpu", torch.uint8).numpy()
+                meter.update(pred, label)
+        net.train(was_training)
+        return meter
+
+    def _score(self, net: torch.nn.Module, heldout: list[Example]) -> float:
+        return float(self._confusion(net, heldout).scores().mean_iou)
+
+    def _in_use(self, heldout: list[Example]) -> float:
+        key = frozenset(e.id for e in heldout)
+        if self._in_use_score is None or self._in_use_score[0] != key:
+            self._in_use_score = (key, self._score(self._scorer, heldout))
+        return self._in_use_score[1]
+
+    # --- the loop ------------------------------------------------------------------------
+    def _event(self, state: str, train: list, heldout: list, **kw) -> LearnerEvent:
+        return LearnerEvent(
+            self.steps, 0, state, state=state, step=self.steps, train_images=len(train),
+            heldout_images=len(heldout), train_seconds=self.train_seconds, score=self.score, **kw,
+        )  # fmt: skip
+
+    def _adopt(self, train: list, heldout: list, before: float | None, after: float | None) -> Adopted:
+        self._scorer.load_state_dict(self.net.state_dict())
+        self._in_use_score = None if after is None else (frozenset(e.id for e in heldout), after)
+        info = copy.deepcopy(self.model.info)
+        info.trained = True
+        copy_ = SegmentationModel(copy.deepcopy(self.net).float().cpu().eval(), info)
+        copy_.module.to(memory_format=torch.contiguous_format)
+        path = None
+        if self.history is not None:
+            path = str(self.history.save_adopted(copy_, after, len(heldout), self.steps))
+        return Adopted(
+            self.steps, 0, "adopted", state="adopted", step=self.steps, train_images=len(train),
+            heldout_images=len(heldout), train_seconds=self.train_seconds, score=after,
+            model=copy_, path=path, before=before, after=after,
+        )  # fmt: skip
+
+    def run(self) -> Generator[LearnerEvent, None, None]:
+        """Train until closed; yields a ``LearnerEvent`` per step or state change."""
+        c = self.config
+        since_adoption = since_eval = 0.0  # training seconds
+        last_progress = time.monotonic()
+        first_loss: float | None = None
+        try:
+            while True:
+                train, heldout = self._split()
+                if self._new_data:
+                    self._new_data = False
+                    last_progress = time.monotonic()
+                waiting = (
+                    "paused" if self.paused
+                    else "idle" if not train
+                    else "resting" if time.monotonic() - last_progress > c.rest_after_s
+                    else "waiting" if self.yield_to()
+                    else None
+                )  # fmt: skip
+                if waiting is not None:
+                    if waiting == "resting" and self.history is not None and self._saved_step != self.steps:
+                        self.save_latest()
+                    self._wake.wait(0.05 if waiting == "waiting" else 0.25)
+                    self._wake.clear()
+                    yield self._event(waiting, train, heldout)
+                    continue
+                started = time.perf_counter()
+                images, masks = self.sampler.batch(train, c.batch_size)
+                loss = self.step_runner(images, masks, lambda v, f=first_loss: _check(v, f))
+                first_loss = loss if first_loss is None else first_loss
+                self.steps += 1
+                spent = time.perf_counter() - started
+                self.train_seconds += spent
+                since_adoption += spent
+                since_eval += spent
+                yield self._event("training", train, heldout, loss=loss)
+                if heldout and since_eval >= c.eval_every_s:
+                    since_eval = 0.0
+                    before = self._in_use(heldout)
+                    self.score = self._score(self.net, heldout)
+                    if self.score > before + c.min_gain or np.isnan(before):
+                        since_adoption, last_progress = 0.0, time.monotonic()
+                        yield self._adopt(train, heldout, before, self.score)
+                elif not heldout and since_adoption >= c.budget_s:
+                    since_adoption = 0.0
+                    yield self._adopt(train, heldout, None, None)
+        finally:
+            if self.history is not None and self._saved_step != self.steps:
+                self.save_latest()
+
+    def save_latest(self) -> None:
+        """Keep the learner's weights, optimizer state and split (done on close and when resting)."""
+        info = copy.deepcopy(self.model.info)
+        info.trained = True
+        info.training = {**info.training, "steps": self.steps}
+        self.history.save_latest(SegmentationModel(self.net, info), self.opt.state_dict(), self.state())
+        self._saved_step = self.steps
+
+
+def _check(value: float, first: float | None) -> None:
+    if not np.isfinite(value) or (first is not None and value > 100 * max(first, 1.0)):
+        raise TrainingError(
+            f"the loss became {value:.3g} (learning diverged); the model in use is kept. "
+            "Roll back to an earlier model or lower the learning rate"
+        )
+
+
+def _central(array: np.ndarray, side: int) -> np.ndarray:
+    h, w = array.shape[:2]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return array[top : top + side, left : left + side]

@@ -1,0 +1,124 @@
+"""Training crops drawn where the user's labels are, and more often where the model was wrong.
+
+Continuous learning replays every reviewed image from memory: each crop picks an image,
+then a centre pixel among the labelled pixels or, for a share of the crops, among the
+pixels the model had predicted wrongly before the user corrected them. Image and mask get
+the same random scale and flips (torchvision ``transforms.v2`` functional ops on
+``tv_tensors``, masks resized with nearest neighbour); areas outside the image are void.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
+
+from .labels import VOID
+
+STRIDE = 32  # crops are multiples of the network's stride
+
+
+@dataclass
+class Example:
+    """One reviewed image held in memory: ``image`` HxWx3 uint8, ``label`` HxW uint8 (255 void),
+    ``wrong`` HxW bool (or ``None``): where the model's prediction differed from the label."""
+
+    id: str
+    image: np.ndarray
+    label: np.ndarray
+    wrong: np.ndarray | None = None
+    labelled_at: np.ndarray = field(init=False, repr=False)
+    wrong_at: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.label.shape != self.image.shape[:2]:
+            raise ValueError(f"{self.id}: label {self.label.shape} and image {self.image.shape[:2]} differ")
+        known = self.label != VOID
+        self.labelled_at = np.flatnonzero(known)
+        self.wrong_at = (
+            np.flatnonzero(known & self.wrong) if self.wrong is not None else np.empty(0, np.int64)
+        )
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labelled_at.size > 0
+
+
+class CropSampler:
+    """Builds ``(images NCHW float, masks NHW int64)`` batches from ``Example`` s.
+
+    ``crop`` is the largest side; a batch of smaller images uses their smallest side (rounded
+    down to the stride) so that no compute goes into padding. ``wrong_share`` of the crops
+    centre on a pixel the model got wrong (when the example records any). ``all_orientations``
+    adds vertical flips and 90-degree turns (microscopy, aerial), else only horizontal flips.
+    """
+
+    def __init__(
+        self,
+        crop: int,
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+        *,
+        wrong_share: float = 0.5,
+        scale: tuple[float, float] = (0.8, 1.25),
+        all_orientations: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.crop = crop
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
+        self.wrong_share = wrong_share
+        self.scale = scale
+        self.all_orientations = all_orientations
+        self.rng = np.random.default_rng(seed)
+
+    def side_for(self, examples: list[Example]) -> int:
+        smallest = min(min(e.label.shape) for e in examples)
+        return max(STRIDE, min(self.crop, smallest) // STRIDE * STRIDE)
+
+    def batch(self, examples: list[Example], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``batch_size`` crops, each from an example chosen uniformly (every image is replayed)."""
+        usable = [e for e in examples if e.has_labels]
+        if not usable:
+            raise ValueError("no example has labelled pixels")
+        side = self.side_for(usable)
+        picks = self.rng.integers(len(usable), size=batch_size)
+        images, masks = zip(*(self._crop(usable[i], side) for i in picks), strict=True)
+        x = torch.stack(images).float().div_(255).sub_(self.mean).div_(self.std)
+        return x, torch.stack(masks).long()
+
+    def _centre(self, e: Example) -> tuple[int, int]:
+        pool = e.wrong_at if e.wrong_at.size and self.rng.random() < self.wrong_share else e.labelled_at
+        flat = int(pool[self.rng.integers(pool.size)])
+        return divmod(flat, e.label.shape[1])
+
+    def _crop(self, e: Example, side: int) -> tuple[torch.Tensor, torch.Tensor]:
+        h, w = e.label.shape
+        factor = float(np.exp(self.rng.uniform(np.log(self.scale[0]), np.log(self.scale[1]))))
+        src = max(8, round(side / factor))
+        cy, cx = self._centre(e)
+        jitter = self.rng.integers(-(src // 4), src // 4 + 1, size=2)
+        top = int(np.clip(cy - src // 2 + jitter[0], min(0, h - src), max(0, h - src)))
+        left = int(np.clip(cx - src // 2 + jitter[1], min(0, w - src), max(0, w - src)))
+        image = np.zeros((src, src, 3), np.uint8)
+        mask = np.full((src, src), VOID, np.uint8)
+        y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + src, h), min(left + src, w)
+        image[y0 - top : y1 - top, x0 - left : x1 - left] = e.image[y0:y1, x0:x1]
+        mask[y0 - top : y1 - top, x0 - left : x1 - left] = e.label[y0:y1, x0:x1]
+        img = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))
+        msk = tv_tensors.Mask(torch.from_numpy(mask))
+        if src != side:
+            img = TF.resize(img, [side, side], antialias=True)
+            msk = TF.resize(msk, [side, side])
+        if self.rng.random() < 0.5:
+            img, msk = TF.horizontal_flip(img), TF.horizontal_flip(msk)
+        if self.all_orientations:
+            if self.rng.random() < 0.5:
+                img, msk = TF.vertical_flip(img), TF.vertical_flip(msk)
+            turns = int(self.rng.integers(4))
+            if turns:
+                img, msk = torch.rot90(img, turns, (1, 2)), torch.rot90(msk, turns, (0, 1))
+        return img.as_subclass(torch.Tensor), msk.as_subclass(torch.Tensor)

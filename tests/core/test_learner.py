@@ -1,0 +1,170 @@
+"""The continuous learner: reviews join and leave while it runs, adoption only on a better
+held-out score, bounded history, both precisions, and the crop sampler."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.checkpoints import ModelInfo, SegmentationModel, new_model, read_info
+from core.history import LearningHistory
+from core.images import read_image
+from core.labels import VOID, classes_from_names
+from core.learner import Adopted, ContinuousLearner, LearnerConfig
+from core.sampling import CropSampler, Example
+from core.train import StepRunner, build_optimizer
+
+CLASSES = classes_from_names(["background", "nucleus"])
+
+
+@pytest.fixture(scope="module")
+def tiles(data_dir) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Six 64x64 tiles of the microscopy image with their 2-class truth."""
+    image = read_image(data_dir / "nuclei/nuclei.tif")
+    truth = (np.asarray(Image.open(data_dir / "nuclei/nuclei_instances.tif")) > 0).astype(np.uint8)
+    return [(image[y : y + 64, x : x + 64], truth[y : y + 64, x : x + 64]) for y, x in
+            [(0, 0), (0, 64), (64, 0), (64, 64), (128, 0), (128, 64)]]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def base_model() -> SegmentationModel:
+    torch.manual_seed(0)
+    return new_model(ModelInfo(variant="fcn32s", classes=CLASSES))
+
+
+def constant_model(base: SegmentationModel, cls: int) -> SegmentationModel:
+    """A model that predicts class ``cls`` everywhere (through the score layer's bias)."""
+    model = copy.deepcopy(base)
+    with torch.no_grad():
+        model.module.score.bias.zero_()
+        model.module.score.bias[cls] = 10.0
+    return model
+
+
+def small_config(**kw) -> LearnerConfig:
+    base = dict(crop=64, batch_size=2, device="cpu", precision="fp32", frozen=("fc6", "fc7"),
+                eval_every_s=0.0, budget_s=0.0)  # fmt: skip
+    return LearnerConfig(**{**base, **kw})
+
+
+def examples(tiles, n: int) -> list[Example]:
+    return [Example(f"t{i}", image, label) for i, (image, label) in enumerate(tiles[:n])]
+
+
+def test_a_review_joins_and_leaves_training_without_a_restart(base_model, tiles):
+    learner = ContinuousLearner(base_model, small_config(budget_s=1e9))
+    run = learner.run()
+    assert next(run).state == "idle"
+    first, second = examples(tiles, 2)
+    learner.add(first)
+    event = next(run)
+    assert (event.state, event.train_images, event.step) == ("training", 1, 1)
+    learner.add(second)
+    event = next(run)
+    assert (event.train_images, event.step) == (2, 2)  # the same run, one step later
+    learner.remove("t0")
+    assert next(run).train_images == 1
+    run.close()
+
+
+def test_the_third_review_is_held_out_and_never_trained_on(base_model, tiles):
+    learner = ContinuousLearner(base_model, small_config())
+    for e in examples(tiles, 6):
+        learner.add(e)
+    train, heldout = learner._split()
+    assert [e.id for e in heldout] == ["t2"]  # the third, then every fifth (the eighth...)
+    assert "t2" not in {e.id for e in train} and len(train) == 5
+    # The split survives a restart through the saved state.
+    again = ContinuousLearner(base_model, small_config(), state=learner.state())
+    for e in examples(tiles, 6):
+        again.add(e)
+    assert [e.id for e in again._split()[1]] == ["t2"]
+
+
+def test_better_weights_are_adopted_and_worse_ones_are_not(base_model, tiles, tmp_path):
+    background, nucleus = constant_model(base_model, 0), constant_model(base_model, 1)
+    # lr 0: the weights stay what they are, so the held-out comparison alone decides.
+    worse = ContinuousLearner(nucleus, small_config(lr=0.0), in_use=background)
+    better = ContinuousLearner(
+        background, small_config(lr=0.0), in_use=nucleus, history=LearningHistory(tmp_path / "h")
+    )
+    for learner in (worse, better):
+        for e in examples(tiles, 3):
+            learner.add(e)
+    run = worse.run()
+    events = [next(run) for _ in range(8)]
+    run.close()
+    assert not any(isinstance(e, Adopted) for e in events)
+    assert worse.score is not None  # it was scored, and lost
+    run = better.run()
+    adopted = next(e for e in (next(run) for _ in range(4)) if isinstance(e, Adopted))
+    run.close()
+    assert adopted.before < adopted.after and adopted.heldout_images == 1
+    assert "held-out image" in adopted.describe()
+    assert read_info(adopted.path).training["heldout_miou"] == pytest.approx(adopted.after)
+    prediction = adopted.model.module(torch.zeros(1, 3, 32, 32)).argmax(1)
+    assert (prediction == 0).all()  # the caller got the adopted weights
+    assert LearningHistory(tmp_path / "h").latest_path.exists()  # closing kept what it learnt
+
+
+def test_with_fewer_than_three_reviews_it_adopts_after_each_budget(base_model, tiles):
+    learner = ContinuousLearner(base_model, small_config(budget_s=0.0))
+    learner.add(examples(tiles, 1)[0])
+    run = learner.run()
+    events = [next(run) for _ in range(4)]
+    run.close()
+    adopted = [e for e in events if isinstance(e, Adopted)]
+    assert adopted and adopted[0].after is None and "trained" in adopted[0].describe()
+
+
+def test_history_keeps_the_best_few_and_the_newest(base_model, tmp_path):
+    history = LearningHistory(tmp_path / "learning", keep=3)
+    scores = [0.5, 0.9, 0.4, 0.8, 0.3, 0.2]
+    for step, score in enumerate(scores):
+        history.save_adopted(base_model, score, heldout=2, step=step)
+    kept = history.entries()
+    assert [e.score for e in kept] == [0.9, 0.8, 0.2]  # the two best, and the newest
+    opt = build_optimizer(base_model.module, lr=1e-4)
+    history.save_latest(base_model, opt.state_dict(), {"heldout": ["a"], "seen": ["a"]})
+    history.save_latest(base_model, opt.state_dict(), {"heldout": ["a"], "seen": ["a", "b"]})
+    files = sorted(p.name for p in history.folder.iterdir())
+    assert files == [*(e.path.name for e in kept), "latest.optim.pt", "latest.safetensors", "state.json"]
+    model_bytes = history.latest_path.stat().st_size
+    assert history.disk_bytes() < 5 * model_bytes
+    _model, optim, state = history.load_latest(num_classes=2)
+    assert state["seen"] == ["a", "b"] and optim is not None
+    assert history.load_latest(num_classes=5) is None  # classes changed since: start afresh
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_both_precisions_lower_the_loss(base_model, tiles, precision):
+    torch.manual_seed(0)
+    net = copy.deepcopy(base_model.module).train()
+    for name, p in net.named_parameters():
+        p.requires_grad_(name.startswith(("score", "fc7")))
+    step = StepRunner(net, build_optimizer(net, lr=1e-3, head_lr_mult=10), torch.device("cpu"), precision)
+    sampler = CropSampler(64, base_model.info.mean, base_model.info.std)
+    images, masks = sampler.batch(examples(tiles, 2), 4)
+    losses = [step(images, masks) for _ in range(8)]
+    assert max(losses[-2:]) < 0.9 * losses[0]
+
+
+def test_crops_centre_on_pixels_the_model_got_wrong(tiles):
+    _image, label = tiles[0]
+    wrong = np.zeros_like(label, bool)
+    wrong[60:64, 0:4] = True  # one corner, the only bright part of the image
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[wrong] = 255
+    example = Example("a", image, label, wrong)
+    sampler = CropSampler(32, (0.0,) * 3, (1.0,) * 3, wrong_share=1.0, scale=(1.0, 1.0), seed=1)
+    x, y = sampler.batch([example], 12)
+    assert x.shape == (12, 3, 32, 32) and y.shape == (12, 32, 32) and y.dtype == torch.int64
+    assert all(crop.max() == 1.0 for crop in x)  # the corner is inside every crop
+    sampler.wrong_share = 0.0
+    x, _ = sampler.batch([example], 12)
+    assert not all(crop.max() == 1.0 for crop in x)  # centred on any labelled pixel instead
+    void_only = Example("v", image, np.full_like(label, VOID))
+    with pytest.raises(ValueError, match="no example has labelled pixels"):
+        sampler.batch([void_only], 1)

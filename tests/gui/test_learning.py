@@ -1,0 +1,111 @@
+"""Continuous learning in the window: reviews start it, better models are used by themselves,
+user work is never overwritten, pause and roll-back work, quitting keeps what it learnt."""
+
+import numpy as np
+from PIL import Image
+
+from core.images import read_image
+from core.learner import LearnerConfig
+from tests.gui.conftest import wait_idle
+
+
+def _tiles(folder, data_dir, n=5):
+    folder.mkdir()
+    image = read_image(data_dir / "nuclei/nuclei.tif")
+    truth = (np.asarray(Image.open(data_dir / "nuclei/nuclei_instances.tif")) > 0).astype(np.uint8)
+    for i in range(n):
+        Image.fromarray(image[i * 64 : i * 64 + 64, :64]).save(folder / f"cell{i}.png")
+    return [truth[i * 64 : i * 64 + 64, :64] * 15 for i in range(n)]  # class 15 stands for nucleus
+
+
+def _show(window, qtbot, index):
+    image_id = window.session.project.images[index].id
+    window.session.show_image(image_id)
+    qtbot.waitUntil(lambda: window.session.doc is not None and window.session.doc.image_id == image_id)
+    wait_idle(qtbot, window)
+    return window.session.doc
+
+
+def test_reviews_train_in_the_background_and_better_models_are_used(make_window, tmp_path, data_dir, qtbot):
+    truths = _tiles(tmp_path / "cells", data_dir)
+    window = make_window(tmp_path / "cells")
+    learning, session, panel = window.learning, window.session, window.learning_panel
+    learning.config = LearnerConfig(
+        crop=64, batch_size=2, device="cpu", frozen=("fc6", "fc7"), budget_s=0.3, eval_every_s=0.3
+    )
+    wait_idle(qtbot, window)
+    project = session.project
+    assert not learning.running  # nothing reviewed yet
+    assert panel.enabled.isChecked()
+
+    edited = _show(window, qtbot, 1)
+    edited.write_patch(0, 0, np.full((64, 64), 7, np.uint8))  # the user's own edit
+    doc = _show(window, qtbot, 0)
+    doc.write_patch(0, 0, truths[0])
+    adopted = []
+    learning.adopted.connect(adopted.append)
+    window.act["reviewed"].trigger()
+    qtbot.waitUntil(lambda: learning.running, timeout=5000)
+    thread = learning._thread
+    qtbot.waitUntil(lambda: bool(adopted), timeout=120000)
+    path = adopted[0].path
+    qtbot.waitUntil(lambda: str(session.models.checkpoint) == path, timeout=60000)
+    wait_idle(qtbot, window, timeout=60000)
+    states = {e.id: (e.state, e.checkpoint) for e in project.images}
+    assert states["cell0"][0] == "reviewed" and states["cell1"][0] == "edited"
+    assert all(states[f"cell{i}"] == ("predicted", path) for i in (2, 3, 4))  # re-predicted by themselves
+    np.testing.assert_array_equal(project.load_label(project.entry("cell0")), truths[0])
+    assert (project.load_label(project.entry("cell1")) == 7).all()  # never replaced
+    assert "improved" in panel.improved.text().lower()
+    assert "improved" in window.status["learn"].text().lower()
+
+    doc = _show(window, qtbot, 2)  # a second review joins the running learner
+    doc.write_patch(0, 0, truths[2])
+    events = []
+    learning.event.connect(events.append)
+    window.act["reviewed"].trigger()
+    qtbot.waitUntil(lambda: any(e.train_images == 2 for e in events), timeout=60000)
+    assert learning._thread is thread
+
+    panel.pause.click()
+    qtbot.waitUntil(lambda: bool(events) and events[-1].state == "paused", timeout=30000)
+    assert "Paused" in panel.status.text() and panel.pause.text() == "Resume"
+    qtbot.waitUntil(lambda: panel.models.count() >= 1, timeout=30000)
+    assert "MB on disk" in panel.disk.text()
+
+    panel.models.setCurrentRow(0)
+    first = panel.models.currentItem().data(256)  # Qt.UserRole
+    panel.rollback.click()
+    qtbot.waitUntil(lambda: str(session.models.checkpoint) == first, timeout=60000)
+    qtbot.waitUntil(lambda: learning.running, timeout=60000)  # learning goes on from it
+    window.close()
+    assert not learning.running
+    assert (project.root / "learning" / "latest.safetensors").exists()  # quitting kept what it learnt
+
+
+def test_switching_learning_off_stops_it_and_is_remembered(make_window, tmp_path, data_dir, qtbot):
+    truths = _tiles(tmp_path / "cells", data_dir, n=2)
+    window = make_window(tmp_path / "cells")
+    window.learning.config = LearnerConfig(crop=64, batch_size=2, device="cpu", frozen=("fc6", "fc7"))
+    doc = _show(window, qtbot, 0)
+    doc.write_patch(0, 0, truths[0])
+    window.act["reviewed"].trigger()
+    qtbot.waitUntil(lambda: window.learning.running, timeout=5000)
+    window.learning_panel.enabled.setChecked(False)
+    qtbot.waitUntil(lambda: not window.learning.running, timeout=60000)
+    assert "off" in window.learning_panel.status.text()
+    assert window.settings.get("learn", True, bool) is False
+
+
+def test_next_goes_to_the_least_confident_image(make_window, photo_folder, qtbot):
+    window = make_window(photo_folder)
+    window.least_confident.setChecked(True)
+    session = window.session
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: len(session.mean_confidence) == 4, timeout=60000)
+    current = session.doc.image_id
+    others = {k: v for k, v in session.mean_confidence.items() if k != current}
+    assert session.neighbour(1) == min(others, key=others.get)
+    window.least_confident.setChecked(False)
+    ids = [e.id for e in session.project.images]
+    assert session.neighbour(1) == ids[ids.index(current) + 1]
