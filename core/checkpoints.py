@@ -41,6 +41,7 @@ class ModelInfo:
     trained: bool = False
     source: str = "random initialisation"
     training: dict[str, Any] = field(default_factory=dict)
+    scale: float = 1.0  # the network sees images resized by this factor (2: small objects, finer edges)
 
     @property
     def num_classes(self) -> int:
@@ -71,6 +72,7 @@ class ModelInfo:
                 trained=bool(data["trained"]),
                 source=data.get("source", str(path)),
                 training=dict(data.get("training", {})),
+                scale=float(data.get("scale", 1.0)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Generator
 from pathlib import Path
@@ -14,13 +15,21 @@ from typing import Any
 
 from . import __version__
 from .errors import FcnGuiError
+from .limits import LIMITS, check_overlap
 
 SUBCOMMANDS = ("segment", "train", "eval", "export", "import", "info")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a short usage error: the message and where the options are listed."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n({self.prog} --help lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fcn-gui",
         description="Semantic-segmentation labelling with FCN-32s/16s/8s. No subcommand opens the app.",
     )
@@ -30,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="parameters, GFLOPs and device for a model")
     _model_args(info)
     info.add_argument(
-        "--size", type=int, default=500, help="square input size for the FLOP count (default 500)"
+        "--size", type=_limit("size"), default=500, help="square input size for the FLOP count (default 500)"
     )
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.set_defaults(func=cmd_info)
@@ -41,22 +50,33 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(seg)
     _device_args(seg)
     _precision_arg(seg)
-    seg.add_argument("--tile", type=int, help="largest tile side in pixels (default: whole image if it fits)")
     seg.add_argument(
-        "--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default 64)"
+        "--tile", type=_limit("tile"), help="largest tile side in pixels (default: whole image if it fits)"
+    )
+    seg.add_argument(
+        "--overlap",
+        type=_limit("overlap"),
+        help="pixels shared by neighbouring tiles (default 64, a quarter of a smaller --tile)",
     )
     seg.add_argument("--recursive", action="store_true", help="include images in subfolders")
     seg.add_argument("--overwrite", action="store_true", help="redo images whose label already exists")
     seg.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.jpg")
     seg.add_argument("--confidence", action="store_true", help="also write <stem>_confidence.png (0-255)")
-    seg.add_argument("--max-pixels", type=int, default=None, help="refuse images larger than this")
+    seg.add_argument(
+        "--max-pixels", type=_limit("max_pixels"), default=None, help="refuse images larger than this"
+    )
     seg.set_defaults(func=cmd_segment)
 
     exp = sub.add_parser("export", help="write a project as a Pascal VOC segmentation dataset")
     exp.add_argument("project", type=Path, help="project folder (or an image folder with a project)")
     exp.add_argument("--out", required=True, type=Path, help="dataset folder (e.g. data/VOCdevkit/VOC2012)")
-    exp.add_argument("--val-fraction", type=float, default=0.2, help="share of images for val (default 0.2)")
-    exp.add_argument("--seed", type=int, default=0, help="seed of the train/val split (default 0)")
+    exp.add_argument(
+        "--val-fraction",
+        type=_limit("val_fraction"),
+        default=0.2,
+        help="share of images for val (default 0.2)",
+    )
+    exp.add_argument("--seed", type=_limit("seed"), default=0, help="seed of the train/val split (default 0)")
     exp.add_argument("--only-reviewed", action="store_true", help="export reviewed labels only")
     exp.add_argument("--image-format", choices=("jpg", "png"), default="jpg")
     exp.set_defaults(func=cmd_export)
@@ -77,32 +97,44 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--download", action="store_true", help="allow downloading pretrained weights")
     tr.add_argument("--classes", type=Path, help="class list file (one name per line)")
     budget = tr.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, default=500)
-    budget.add_argument("--epochs", type=int)
-    tr.add_argument("--batch-size", type=int, default=4)
-    tr.add_argument("--crop", type=int, default=320)
-    tr.add_argument("--lr", type=float, default=1e-4)
+    budget.add_argument("--steps", type=_limit("steps"), default=500)
+    budget.add_argument("--epochs", type=_limit("epochs"))
+    tr.add_argument("--batch-size", type=_limit("batch_size"), default=4)
+    tr.add_argument("--crop", type=_limit("crop"), default=320)
+    tr.add_argument("--lr", type=_limit("lr"), default=1e-4)
     tr.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    tr.add_argument("--val-fraction", type=float, default=0.2)
-    tr.add_argument("--val-every", type=int, default=100)
+    tr.add_argument("--val-fraction", type=_limit("val_fraction"), default=0.2)
+    tr.add_argument("--val-every", type=_limit("val_every"), default=100)
     tr.add_argument("--freeze-backbone", action="store_true")
-    tr.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    tr.add_argument("--workers", type=_limit("workers"), default=2, help="data-loading processes")
     tr.add_argument("--resume", action="store_true", help="continue from FILE.last")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=_limit("seed"), default=0)
+    tr.add_argument(
+        "--time-budget",
+        type=_limit("time_budget"),
+        metavar="SECONDS",
+        help="stop after this many seconds (the checkpoints are still written)",
+    )
     _device_args(tr)
+    _precision_arg(tr)
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="pixel accuracy, mean accuracy, mean IoU, fw IoU, IoU per class")
     ev.add_argument("data", type=Path, help="VOC-layout folder or project")
     ev.add_argument("--checkpoint", required=True, type=Path)
     ev.add_argument("--split", choices=("val", "train", "all"), default="val")
-    ev.add_argument("--val-fraction", type=float, default=0.2)
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--val-fraction", type=_limit("val_fraction"), default=0.2)
+    ev.add_argument("--seed", type=_limit("seed"), default=0)
     ev.add_argument("--json", action="store_true")
     _device_args(ev)
     _precision_arg(ev)
     ev.set_defaults(func=cmd_eval)
     return parser
+
+
+def _limit(name: str):
+    """The argparse type of a numeric option: its range from ``core.limits``."""
+    return LIMITS[name].parse
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -127,16 +159,42 @@ def _device_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a subcommand; return the process exit code."""
-    args = build_parser().parse_args(argv)
+    """Run a subcommand; return the process exit code: 0, 1 (it failed: files, data, disk,
+    network) or 2 (usage: a bad option or value, from argparse)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "segment":
+        if args.overlap is None:
+            args.overlap = 64 if args.tile is None else min(64, args.tile // 4)
+        elif why := check_overlap(args.overlap, args.tile):
+            parser.error(why)
     try:
         return int(args.func(args) or 0)
     except FcnGuiError as exc:
-        print(f"fcn-gui {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args, str(exc))
     except KeyboardInterrupt:
         print(f"fcn-gui {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the environment: a full disk, permissions, a vanished folder
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(args, f"{where}{exc.strerror or exc}; check free disk space and permissions")
+    except MemoryError:
+        return _fail(
+            args, "out of memory; close other programs or use smaller --tile / --crop / --batch-size"
+        )
+    except Exception as exc:
+        if os.environ.get("FCN_GUI_DEBUG"):
+            raise
+        return _fail(
+            args,
+            f"unexpected {type(exc).__name__}: {exc} (a bug: please report it; "
+            "FCN_GUI_DEBUG=1 shows the traceback)",
+        )
+
+
+def _fail(args: argparse.Namespace, message: str) -> int:
+    print(f"fcn-gui {args.command}: error: {message}", file=sys.stderr)
+    return 1
 
 
 def load_or_build(args: argparse.Namespace, device: Any = "cpu"):
@@ -162,7 +220,8 @@ def run_with_progress(gen: Generator, *, unit: str, desc: str, disable: bool = F
     """
     from tqdm import tqdm
 
-    bar = tqdm(total=0, unit=unit, desc=desc, disable=disable, dynamic_ncols=True)
+    # disable=None: no bar when stderr is not a terminal (logs, pipes), as with most tools
+    bar = tqdm(total=0, unit=unit, desc=desc, disable=True if disable else None, dynamic_ncols=True)
     try:
         while True:
             try:
@@ -198,11 +257,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_segment(args: argparse.Namespace) -> int:
     """``fcn-gui segment``: label PNGs for files and folders."""
     from .devices import choose_device
-    from .files import distributed_rank
+    from .files import distributed_rank, output_folder
     from .images import DEFAULT_MAX_PIXELS
     from .predict import Predictor
     from .segment import options_from_env, segment_paths
 
+    output_folder(args.out)  # before the model loads: a bad --out fails at once
     rank, world, local_rank = distributed_rank()
     device = choose_device(args.device)
     if device.type == "cuda" and device.index is None and world > 1:
@@ -287,6 +347,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         seed=args.seed,
         device=args.device,
+        precision=args.precision,
+        time_budget_s=args.time_budget,
     )
     from tqdm import tqdm
 
@@ -295,7 +357,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     rank = distributed_rank()[0]
     print(f"training on {len(data.train)} images, validating on {len(data.val)} ({data.description})")
     gen = train(config, data)
-    bar = tqdm(total=0, unit="step", desc="train", disable=rank != 0, dynamic_ncols=True)
+    bar = tqdm(total=0, unit="step", desc="train", disable=True if rank != 0 else None, dynamic_ncols=True)
     miou = None
     try:
         while True:

@@ -6,7 +6,28 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import FcnGuiError
 from .images import is_image_path
+
+
+def output_folder(path: str | Path, what: str = "output folder") -> Path:
+    """``path`` as a folder the program can write into (created if missing), or a clear error:
+    a file in the way, a folder that cannot be created, or one that is read-only."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FcnGuiError(f"is a file, not a folder; choose another path for the {what}", path)
+    existing = next((p for p in path.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise FcnGuiError(f"{existing} is a file in the way of the {what}; choose another path", path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FcnGuiError(
+            f"cannot create the {what} ({exc.strerror}); choose a folder you can write to", path
+        ) from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise FcnGuiError(f"the {what} is read-only; choose a folder you can write to", path)
+    return path
 
 
 @dataclass(frozen=True)

@@ -158,8 +158,11 @@ def _full_precision(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     channels (4096 -> 2) corrupts the heap on CPUs with AMX (torch 2.14); the score layers
     cost under 1 % of the network, so they always run in the weights' precision.
     """
-    with torch.autocast(x.device.type, enabled=False):
-        return layer(x.to(layer.weight.dtype))
+    x = x.to(layer.weight.dtype)
+    if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):
+            return layer(x)
+    return layer(x)
 
 
 class TorchvisionFCN(nn.Module):
@@ -222,6 +225,15 @@ def replace_classifier(model: nn.Module, num_classes: int) -> None:
         model.reset_head()
     else:
         raise TypeError(f"cannot replace the classifier of {type(model).__name__}")
+
+
+def forward_scaled(net: nn.Module, x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Logits at ``x``'s size from a network that sees images resized by ``scale``."""
+    if scale == 1.0:
+        return net(x)
+    size = x.shape[-2:]
+    logits = net(F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=scale < 1))
+    return F.interpolate(logits.float(), size=size, mode="bilinear")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -150,10 +150,20 @@ class Predictor:
     def iter_predict(self, image: np.ndarray) -> Generator[Progress, None, Prediction]:
         """Yield ``Progress`` per batch of tiles; return the ``Prediction``.
 
-        Stopping the iteration between tiles cancels the work.
+        A model whose ``info.scale`` is not 1 sees the image resized by it; the label and
+        confidence come back at the image's own size. Stopping the iteration between tiles
+        cancels the work.
         """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 image, got {image.dtype} {image.shape}")
+        scale = self.model.info.scale
+        if scale != 1.0:
+            size = image.shape[:2]
+            prediction = yield from self._iter_predict(resize_image(image, scale))
+            return Prediction(resize_map(prediction.label, size), resize_map(prediction.confidence, size))
+        return (yield from self._iter_predict(image))
+
+    def _iter_predict(self, image: np.ndarray) -> Generator[Progress, None, Prediction]:
         while True:
             grid = self.plan(*image.shape[:2])
             try:
@@ -210,3 +220,23 @@ class Predictor:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             logits = self.model.module(batch)
             return torch.softmax(logits.float(), dim=1).mul_(window)
+
+
+def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` (HxWx3 uint8) resized by ``scale`` (bilinear; antialiased when shrinking)."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+
+
+def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A label map (nearest neighbour) or a confidence map (bilinear) resized to ``size`` (h, w)."""
+    from PIL import Image
+
+    h, w = size
+    if values.dtype == np.uint8:
+        return np.asarray(Image.fromarray(values).resize((w, h), Image.NEAREST))
+    resized = Image.fromarray(values.astype(np.float32)).resize((w, h), Image.BILINEAR)
+    return np.asarray(resized).astype(values.dtype)

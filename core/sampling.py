@@ -13,12 +13,32 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
 from .labels import VOID
 
 STRIDE = 32  # crops are multiples of the network's stride
+SMALL_OBJECT_PX = 24  # objects narrower than three score pixels (stride 8) are learnt at 2x
+
+
+def object_scale(labels: list[np.ndarray]) -> float:
+    """The input scale for objects like those labelled: 2 when their median width is under
+    ``SMALL_OBJECT_PX`` (FCN-8s scores at stride 8, so narrower objects lose their edges),
+    else 1. An object is a connected region of one non-background class (0 is background).
+    """
+    widths = []
+    for label in labels:
+        for cls in np.unique(label):
+            if cls in (0, VOID):
+                continue
+            inside = label == cls
+            regions, n = ndimage.label(inside)
+            if n:
+                depth = ndimage.distance_transform_edt(inside)
+                widths.extend(2 * np.asarray(ndimage.maximum(depth, regions, range(1, n + 1))))
+    return 2.0 if widths and float(np.median(widths)) < SMALL_OBJECT_PX else 1.0
 
 
 @dataclass
@@ -54,6 +74,7 @@ class CropSampler:
     down to the stride) so that no compute goes into padding. ``wrong_share`` of the crops
     centre on a pixel the model got wrong (when the example records any). ``all_orientations``
     adds vertical flips and 90-degree turns (microscopy, aerial), else only horizontal flips.
+    ``zoom`` is the model's input scale: crops are resized by it times a random factor in ``scale``.
     """
 
     def __init__(
@@ -73,6 +94,7 @@ class CropSampler:
         self.wrong_share = wrong_share
         self.scale = scale
         self.all_orientations = all_orientations
+        self.zoom = 1.0
         self.rng = np.random.default_rng(seed)
 
     def side_for(self, examples: list[Example]) -> int:
@@ -97,7 +119,7 @@ class CropSampler:
 
     def _crop(self, e: Example, side: int) -> tuple[torch.Tensor, torch.Tensor]:
         h, w = e.label.shape
-        factor = float(np.exp(self.rng.uniform(np.log(self.scale[0]), np.log(self.scale[1]))))
+        factor = self.zoom * float(np.exp(self.rng.uniform(np.log(self.scale[0]), np.log(self.scale[1]))))
         src = max(8, round(side / factor))
         cy, cx = self._centre(e)
         jitter = self.rng.integers(-(src // 4), src // 4 + 1, size=2)

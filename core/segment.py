@@ -6,6 +6,7 @@ whose own work releases the GIL, so the model never waits for the disk.
 
 from __future__ import annotations
 
+import errno
 from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,7 +18,7 @@ from PIL import Image
 
 from .atomic import atomic_path
 from .errors import FcnGuiError
-from .files import InputImage, collect_images, distributed_rank, shard
+from .files import InputImage, collect_images, distributed_rank, output_folder, shard
 from .images import DEFAULT_MAX_PIXELS, read_image
 from .labels import LabelClass, colorize, write_label
 from .predict import Prediction, Predictor
@@ -82,6 +83,7 @@ def segment_paths(
     cannot be read are reported and skipped. Each output is written atomically and the label
     last, so an interrupted run leaves no partial file and resumes where it stopped.
     """
+    output_folder(options.out_dir)
     items, rejected = collect_images(inputs, recursive=options.recursive)
     items = shard(items, options.rank, options.world_size)
     report = SegmentReport(failed=list(rejected) if options.rank == 0 else [])
@@ -118,6 +120,9 @@ def segment_paths(
     return report
 
 
+FATAL_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
 def _read_ahead(
     pool: ThreadPoolExecutor, items: list[InputImage], max_pixels: int
 ) -> Iterator[tuple[InputImage, Future]]:
@@ -140,6 +145,12 @@ def _collect(entry: tuple[InputImage, Future], report: SegmentReport) -> None:
     try:
         report.written.append(job.result())
     except OSError as exc:
+        if exc.errno in FATAL_WRITE_ERRORS:  # every later write would fail the same way: stop now
+            raise FcnGuiError(
+                f"cannot write the output of {item.path.name} ({exc.strerror}); "
+                "free disk space or choose another --out (finished labels are kept)",
+                exc.filename or item.path,
+            ) from exc
         report.failed.append((item.path, f"cannot write its output ({exc.strerror or exc})"))
 
 

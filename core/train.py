@@ -25,11 +25,13 @@ from .checkpoints import ModelInfo, SegmentationModel, load_checkpoint, new_mode
 from .datasets import SegmentationDataset, TrainData, eval_transform, train_transform
 from .devices import autocast, choose_device, prepare_device, training_autocast
 from .errors import FcnGuiError
-from .files import distributed_rank
+from .files import distributed_rank, output_folder
 from .labels import VOID
 from .metrics import ConfusionMeter
-from .models import replace_classifier
+from .models import forward_scaled, replace_classifier
 from .progress import Progress
+
+MAX_EMPTY_BATCHES = 50  # in a row, before training gives up instead of looping for ever
 
 
 class TrainingError(FcnGuiError):
@@ -116,6 +118,10 @@ class Trainer:
     """One training run: model, optimiser, data loader, checkpoints. ``run`` is the generator."""
 
     def __init__(self, config: TrainConfig, data: TrainData, model: SegmentationModel | None = None) -> None:
+        if Path(config.output).is_dir():
+            raise TrainingError(
+                f"{config.output} is a folder; --output names the checkpoint file (e.g. model.safetensors)"
+            )
         if not data.train:
             raise TrainingError("no training images (need at least one reviewed/labelled image)")
         self.config, self.data = config, data
@@ -169,7 +175,7 @@ class Trainer:
 
     def _loader(self) -> tuple[DataLoader, object]:
         c, info = self.config, self.model.info
-        transform = train_transform(c.crop, info.mean, info.std)
+        transform = train_transform(c.crop, info.mean, info.std, scale=(0.5 * info.scale, 2.0 * info.scale))
         dataset = SegmentationDataset(self.data.train, len(self.data.classes), transform)
         gen = torch.Generator().manual_seed(c.seed)
         if self.world > 1:
@@ -198,8 +204,7 @@ class Trainer:
         }
         replaced = sum(p.stat().st_size for p in files if p.exists())
         needed = sum(files.values()) + max(files.values()) - replaced  # + one temporary file while replacing
-        folder = self.output.parent
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = output_folder(self.output.parent, "checkpoint folder")
         free = shutil.disk_usage(folder).free
         if free < needed:
             raise TrainingError(
@@ -255,7 +260,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             ddp = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         step = StepRunner(ddp, self.opt, self.device, c.precision)
-        started, first_loss, epoch = time.monotonic(), None, 0
+        started, first_loss, epoch, empty = time.monotonic(), None, 0, 0
         try:
             while self.step < self.steps and not self._out_of_time(started):
                 if self.world > 1:
@@ -263,7 +268,14 @@ class Trainer:
                 epoch += 1
                 for images, masks in self.loader:
                     if not (masks != VOID).any():
-                        continue  # crops of unlabelled areas only: nothing to learn from
+                        empty += 1  # crops of unlabelled areas only: nothing to learn from
+                        if empty >= MAX_EMPTY_BATCHES:
+                            raise TrainingError(
+                                f"{empty} batches in a row held no labelled pixel: the labels cover too "
+                                f"little of the images for --crop {c.crop}; use a larger --crop or label more"
+                            )
+                        continue
+                    empty = 0
                     value = step(images, masks, lambda v, f=first_loss: self._check_loss(v, f))
                     first_loss = value if first_loss is None else first_loss
                     self.schedule.step()
@@ -417,6 +429,6 @@ def confusion_on(net, samples, info: ModelInfo, device) -> ConfusionMeter:
         for i in range(len(dataset)):
             image, mask = dataset[i]
             with autocast(device):
-                logits = net(image.unsqueeze(0).to(device))
+                logits = forward_scaled(net, image.unsqueeze(0).to(device), info.scale)
             meter.update(logits.argmax(1)[0].cpu().numpy().astype(np.uint8), mask.numpy().astype(np.uint8))
     return meter

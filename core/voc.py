@@ -23,6 +23,7 @@ from PIL import Image
 
 from .atomic import atomic_path, atomic_write_text
 from .errors import DatasetError, LabelError
+from .files import output_folder
 from .images import image_size, read_image
 from .labels import LabelClass, classes_from_names, default_classes, palette_for, read_label, write_label
 from .progress import Progress
@@ -74,7 +75,7 @@ def export_voc(
     """
     if image_format not in ("jpg", "png"):
         raise DatasetError(f"--image-format must be jpg or png, got {image_format!r}")
-    out = Path(out_dir)
+    out = output_folder(out_dir, "export folder")
     project.flush()
     wanted = {"reviewed"} if only_reviewed else {"predicted", "edited", "reviewed"}
     entries = [e for e in project.images if e.state in wanted and project.label_path(e).exists()]

@@ -7,10 +7,14 @@ torchvision's file name, and are renamed into the cache, exactly where
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
+import os
 import re
+import urllib.error
 import urllib.request
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -34,6 +38,12 @@ class PretrainedSource:
     @property
     def filename(self) -> str:
         return Path(urlparse(self.url).path).name
+
+    @property
+    def download_url(self) -> str:
+        """``url``, or the same file name under ``$FCN_GUI_WEIGHTS_MIRROR`` (an in-house mirror)."""
+        mirror = os.environ.get("FCN_GUI_WEIGHTS_MIRROR")
+        return f"{mirror.rstrip('/')}/{self.filename}" if mirror else self.url
 
     @property
     def cache_path(self) -> Path:
@@ -83,15 +93,17 @@ def source_for_backbone(backbone: str) -> PretrainedSource:
 def download(source: PretrainedSource, *, chunk: int = 1 << 20) -> Generator[Progress, None, Path]:
     """Download ``source`` into torch's hub cache, yielding byte progress; returns the path.
 
-    Stopping the iteration leaves no partial file in the cache.
+    Stopping the iteration (or a failure) leaves no partial file in the cache. An unreachable
+    host raises ``WeightsNotAvailableError`` saying which file to put where by hand.
     """
     dest = source.cache_path
     if dest.exists():
         return dest
     match = re.search(r"-([a-f0-9]+)\.", source.filename)
     digest = hashlib.sha256()
-    with atomic_path(dest) as tmp:
-        with urllib.request.urlopen(source.url, timeout=60) as response, tmp.open("wb") as out:
+    url = source.download_url
+    with atomic_path(dest) as tmp, _network_errors(source, url):
+        with urllib.request.urlopen(url, timeout=60) as response, tmp.open("wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
             done = 0
             while block := response.read(chunk):
@@ -104,6 +116,21 @@ def download(source: PretrainedSource, *, chunk: int = 1 << 20) -> Generator[Pro
                 "downloaded file is corrupt (hash mismatch); try the download again", source.url
             )
     return dest
+
+
+@contextlib.contextmanager
+def _network_errors(source: PretrainedSource, url: str) -> Iterator[None]:
+    """Turn a failed or broken-off download into one line naming the file and the way round it."""
+    try:
+        yield
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        host = urlparse(url).netloc or url
+        raise WeightsNotAvailableError(
+            f"cannot download {source.filename} from {host} ({reason}); check the network, or download "
+            f"{source.url} elsewhere and copy it to {source.cache_path}",
+            url,
+        ) from exc
 
 
 def load_pretrained_state(source: PretrainedSource, *, allow_download: bool = False) -> dict:

@@ -13,7 +13,8 @@ from core.history import LearningHistory
 from core.images import read_image
 from core.labels import VOID, classes_from_names
 from core.learner import Adopted, ContinuousLearner, LearnerConfig
-from core.sampling import CropSampler, Example
+from core.predict import Predictor
+from core.sampling import CropSampler, Example, object_scale
 from core.train import StepRunner, build_optimizer
 
 CLASSES = classes_from_names(["background", "nucleus"])
@@ -168,3 +169,25 @@ def test_crops_centre_on_pixels_the_model_got_wrong(tiles):
     void_only = Example("v", image, np.full_like(label, VOID))
     with pytest.raises(ValueError, match="no example has labelled pixels"):
         sampler.batch([void_only], 1)
+
+
+def test_small_objects_are_learnt_at_twice_the_size(base_model, tiles, local_model, small_image):
+    nuclei = [label for _image, label in tiles]
+    assert object_scale(nuclei) == 2.0  # nuclei are about 15 px wide: under three score pixels
+    big = np.zeros((128, 128), np.uint8)
+    big[20:100, 30:110] = 3
+    big[0:5] = VOID
+    assert object_scale([big]) == 1.0 and object_scale([np.zeros((8, 8), np.uint8)]) == 1.0
+    learner = ContinuousLearner(base_model, small_config())  # untrained: the labels decide
+    learner.add(examples(tiles, 1)[0])
+    run = learner.run()
+    next(run)
+    run.close()
+    assert learner.model.info.scale == 2.0 and learner.sampler.zoom == 2.0
+    # The predictor honours the scale: the output has the image's size, and differs from x1.
+    plain = Predictor(copy.deepcopy(local_model), device="cpu", precision="fp32").predict(small_image)
+    local_model.info.scale = 2.0
+    zoomed = Predictor(local_model, device="cpu", precision="fp32").predict(small_image)
+    assert zoomed.label.shape == plain.label.shape == small_image.shape[:2]
+    assert zoomed.confidence.shape == small_image.shape[:2] and zoomed.confidence.dtype == np.float16
+    assert 0.05 < np.mean(zoomed.label != plain.label) < 0.95

@@ -147,11 +147,11 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
                 str(tmp_path / "bad.safetensors"),
             ]
         )
-        == 2
+        == 1
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.safetensors" in err[0] and "error" in err[0]
-    assert main(["segment", str(tmp_path), "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    assert main(["segment", str(tmp_path), "--out", str(tmp_path / "o"), "--device", "cuda"]) == 1
     assert "no CUDA GPU" in capsys.readouterr().err
 
 

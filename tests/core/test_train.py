@@ -3,6 +3,7 @@ import hashlib
 import json
 import shutil
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -174,8 +175,22 @@ def test_cli_train_and_eval(nuclei_voc, tmp_path, capsys):
     scores = json.loads(capsys.readouterr().out)
     assert set(scores["per_class_iou"]) == {"background", "nucleus"} and scores["images"] == 2
     assert 0 <= scores["mean_iou"] <= 1 and 0 <= scores["pixel_accuracy"] <= 1
-    assert main(["train", str(tmp_path), "--output", str(out)]) == 2
+    assert main(["train", str(tmp_path), "--output", str(out)]) == 1
     assert "not a VOC dataset" in capsys.readouterr().err
+
+
+def test_cli_time_budget_stops_in_time_and_still_writes_checkpoints(nuclei_voc, tmp_path, capsys):
+    out = tmp_path / "budget.safetensors"
+    args = ["train", str(nuclei_voc), "--output", str(out), "--init", "none", "--steps", "100000",
+            "--crop", "64", "--batch-size", "2", "--workers", "0", "--val-every", "100000",
+            "--time-budget", "3", "--precision", "bf16"]  # fmt: skip
+    started = time.monotonic()
+    assert main(args) == 0
+    elapsed = time.monotonic() - started
+    steps = read_info(out).training["steps"]
+    assert 1 <= steps < 100000 and elapsed < 3 + 20  # one step, a validation and two saves past the budget
+    assert last_path(out).exists()
+    assert f"{steps} steps" in capsys.readouterr().out
 
 
 DDP_SCRIPT = textwrap.dedent(

@@ -145,5 +145,5 @@ def test_cli_import_and_export(voc_dataset, tmp_path, capsys):
     assert "2 images, 2 reviewed" in capsys.readouterr().out
     assert main(["export", str(tmp_path / "p"), "--out", str(tmp_path / "o"), "--val-fraction", "0"]) == 0
     assert "train 2, val 0" in capsys.readouterr().out
-    assert main(["import", str(voc_dataset), "--project", str(tmp_path / "p")]) == 2
+    assert main(["import", str(voc_dataset), "--project", str(tmp_path / "p")]) == 1
     assert "already exists" in capsys.readouterr().err
