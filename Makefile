@@ -22,7 +22,9 @@ $(VENV)/.installed-dist: $(VENV)/.installed
 	touch $@
 
 ## run: create .venv if needed, install, open the app on the bundled sample photos
+## (first installs the system libraries Qt's window needs when it can: root with apt-get)
 run: $(VENV)/.installed
+	$(PY) -m fcn_gui.desktop_check --install
 	$(VENV)/bin/fcn-gui resources/samples
 
 ## test: create .venv if needed, install with test extras, lint and run every test offscreen

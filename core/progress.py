@@ -17,11 +17,6 @@ class Progress:
     total: int
     message: str = ""
 
-    @property
-    def fraction(self) -> float:
-        """Share finished in [0, 1], or 0 when the total is unknown."""
-        return min(1.0, self.done / self.total) if self.total else 0.0
-
 
 def drain(gen: Generator[object, None, T]) -> T:
     """Run a progress generator to its end and return its result."""

@@ -158,6 +158,10 @@ class Project:
     # --- images -------------------------------------------------------------------------
     def add_images(self, paths: list[str | Path]) -> list[ImageEntry]:
         """Add images (skipping ones already listed); return the new entries."""
+        with self._mutex:
+            return self._add_images(paths)
+
+    def _add_images(self, paths: list[str | Path]) -> list[ImageEntry]:
         known = {self.image_path(e).resolve() for e in self.images}
         ids = {e.id for e in self.images}
         added = []
@@ -353,20 +357,23 @@ class Project:
         cls = LabelClass(
             name, tuple(color) if color else tuple(int(v) for v in VOC_PALETTE[len(self.classes)])
         )
-        self.classes.append(cls)
-        self._dirty = True
+        with self._mutex:
+            self.classes.append(cls)
+            self._dirty = True
         return cls
 
     def rename_class(self, index: int, name: str) -> None:
         name = name.strip()
         if not name or any(c.name == name for i, c in enumerate(self.classes) if i != index):
             raise ProjectError(f"class name {name!r} is empty or taken; pick another", self.root)
-        self.classes[index] = LabelClass(name, self.classes[index].color)
-        self._dirty = True
+        with self._mutex:
+            self.classes[index] = LabelClass(name, self.classes[index].color)
+            self._dirty = True
 
     def recolor_class(self, index: int, color: tuple[int, int, int]) -> None:
-        self.classes[index] = LabelClass(self.classes[index].name, tuple(int(c) for c in color))
-        self._dirty = True
+        with self._mutex:
+            self.classes[index] = LabelClass(self.classes[index].name, tuple(int(c) for c in color))
+            self._dirty = True
 
     def remove_class(self, index: int, remap_to: int = VOID) -> None:
         """Remove class ``index``; its pixels become ``remap_to`` (a remaining class or void).
@@ -389,6 +396,10 @@ class Project:
         if remap_to != VOID and remap_to > index:
             lut[index] = remap_to - 1
         self.flush()
+        with self._write_mutex:  # no save may write labels of the old class list meanwhile
+            self._rewrite_without(index, lut)
+
+    def _rewrite_without(self, index: int, lut: np.ndarray) -> None:
         new_classes = [c for i, c in enumerate(self.classes) if i != index]
         version = int(re.sub(r"\D", "", self.labels_dir) or 1) + 1
         new_dir = f"labels.v{version}"
@@ -400,7 +411,8 @@ class Project:
                 write_label(self.root / new_dir / old.name, lut[label], new_classes)
         (self.root / new_dir).mkdir(exist_ok=True)
         old_dir = self.labels_dir
-        self.classes, self.labels_dir = new_classes, new_dir
+        with self._mutex:
+            self.classes, self.labels_dir = new_classes, new_dir
         self._write_manifest()
         shutil.rmtree(self.root / old_dir, ignore_errors=True)
         shutil.rmtree(self.root / "predictions", ignore_errors=True)  # kept predictions use old indices

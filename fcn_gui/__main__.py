@@ -16,6 +16,12 @@ def main(argv: list[str] | None = None) -> int:
         from core.cli import main as cli_main
 
         return cli_main(args)
+    from fcn_gui.desktop_check import desktop_problem
+
+    problem = desktop_problem()  # before Qt, which would abort the process with a misleading message
+    if problem is not None:
+        print(f"fcn-gui: {problem[1]}", file=sys.stderr)
+        return problem[0]
     from fcn_gui.app import run_app
 
     return run_app(args)

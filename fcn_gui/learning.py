@@ -8,6 +8,7 @@ the learner's worker thread; the GUI thread only queues ids and receives events.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ class LearningController(QObject):
         self._last_event = 0.0
         self._restart_from: str | None = None
         self.paused = False
+        self.all_orientations = False
         self._failed = False  # no automatic restart after an error until the next review
         session.reviewed.connect(self._on_reviewed)
         session.unreviewed.connect(self._on_unreviewed)
@@ -66,6 +68,12 @@ class LearningController(QObject):
             self.start_if_ready()
         else:
             self.stop()
+
+    def set_all_orientations(self, on: bool) -> None:
+        """Learn from flipped and turned copies too (for images without an up or down)."""
+        self.all_orientations = on
+        if self._learner is not None:
+            self._learner.sampler.all_orientations = on
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
@@ -110,6 +118,7 @@ class LearningController(QObject):
         with self._changes_lock:
             self._changes = [("add", i, None) for i in reviewed]
         config = self.config or LearnerConfig(device=self.session.models.device)
+        config = dataclasses.replace(config, all_orientations=self.all_orientations)
         num_classes = len(project.classes)
 
         def work():

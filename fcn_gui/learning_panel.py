@@ -29,6 +29,7 @@ class LearningPanel(QWidget):
     """Emits ``enabled_changed(bool)``, ``pause_toggled(bool)``, ``rollback_requested(path)``."""
 
     enabled_changed = Signal(bool)
+    orientations_changed = Signal(bool)
     pause_toggled = Signal(bool)
     rollback_requested = Signal(str)
 
@@ -40,6 +41,8 @@ class LearningPanel(QWidget):
             "Fine-tunes the model in the background on the images you mark reviewed (R) and "
             "switches to it whenever it scores better on held-out reviewed images"
         )
+        self.orientations = QCheckBox("Images have no up or down (microscopy, aerial)")
+        self.orientations.setToolTip("Also learn from vertically flipped and rotated copies of your labels")
         self.pause = QPushButton("Pause")
         self.pause.setCheckable(True)
         self.pause.setEnabled(False)
@@ -62,6 +65,7 @@ class LearningPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
+        layout.addWidget(self.orientations)
         layout.addWidget(self.status)
         layout.addWidget(self.improved)
         layout.addWidget(self.curve)
@@ -74,6 +78,7 @@ class LearningPanel(QWidget):
         layout.addWidget(self.corrections)
         layout.addStretch(1)
         self.enabled.toggled.connect(self.enabled_changed)
+        self.orientations.toggled.connect(self.orientations_changed)
         self.pause.toggled.connect(self._on_pause)
         self.rollback.clicked.connect(self._rollback_selected)
 

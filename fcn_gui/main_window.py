@@ -100,6 +100,8 @@ class MainWindow(QMainWindow):
         self.view_panel = self._view_controls()
         self.learning_panel = LearningPanel()
         self.learning_panel.enabled.setChecked(self.learning.enabled)
+        self.learning_panel.orientations.setChecked(self.settings.get("learn_all_orientations", False, bool))
+        self.learning.all_orientations = self.learning_panel.orientations.isChecked()
         for title, widget, area, name in (
             ("Images", self.image_panel, Qt.DockWidgetArea.LeftDockWidgetArea, "images"),
             ("Classes", self.class_panel, Qt.DockWidgetArea.RightDockWidgetArea, "classes"),
@@ -320,6 +322,7 @@ class MainWindow(QMainWindow):
         self.model_panel.tile_changed.connect(lambda v: s.models.set_tile(v or None))
         self.learning_panel.enabled_changed.connect(self._on_learning_switched)
         self.learning_panel.pause_toggled.connect(self.learning.set_paused)
+        self.learning_panel.orientations_changed.connect(self._on_orientations)
         self.learning_panel.rollback_requested.connect(self.learning.roll_back)
         self.learning.event.connect(self.learning_panel.show_event)
         self.learning.adopted.connect(self._on_adopted)
@@ -474,8 +477,13 @@ class MainWindow(QMainWindow):
             self.model_panel.show_warning(why)
 
     def _on_model_failed(self, message: str) -> None:
-        self.model_panel.name.setText("No model loaded")
-        self.status["device"].setText("model: none")
+        models = self.session.models
+        if models.model is None:
+            self.model_panel.name.setText("No model loaded")
+            self.status["device"].setText("model: none")
+        else:  # the model in use stays
+            ckpt = str(models.checkpoint) if models.checkpoint else None
+            self.model_panel.show_info(models.info, models.predictor.device_name, ckpt)
         self.show_error(f"Could not load the model: {message}")
 
     def _on_prediction_started(self, image_id: str) -> None:
@@ -688,6 +696,10 @@ class MainWindow(QMainWindow):
     def _on_learning_switched(self, on: bool) -> None:
         self.settings.set("learn", on)
         self.learning.set_enabled(on)
+
+    def _on_orientations(self, on: bool) -> None:
+        self.settings.set("learn_all_orientations", on)
+        self.learning.set_all_orientations(on)
 
     def _on_adopted(self, event) -> None:
         """The learner found a better model: use it; the session re-predicts what you did not touch."""

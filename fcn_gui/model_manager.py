@@ -35,10 +35,6 @@ class ModelManager(QObject):
     def info(self):
         return None if self.model is None else self.model.info
 
-    @property
-    def busy(self) -> bool:
-        return self._thread is not None and self._thread.isRunning()
-
     def load(self, checkpoint: Path | None, classes: list[LabelClass], variant: str = "fcn8s") -> None:
         """Load ``checkpoint``, or build an untrained ``variant`` for ``classes``."""
 

@@ -14,6 +14,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.limits import LIMITS
+
 
 class ModelPanel(QWidget):
     """Shows ``ModelInfo``; emits the user's requests to the main window."""
@@ -38,8 +40,10 @@ class ModelPanel(QWidget):
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda", "mps"])
         self.device.setToolTip("auto picks CUDA, then Apple MPS, then the CPU")
+        tile = LIMITS["tile"]
         self.tile = QSpinBox()
-        self.tile.setRange(0, 8192)
+        # The minimum, one under the smallest valid tile, reads "auto" (whole image when it fits).
+        self.tile.setRange(int(tile.low) - 1, int(tile.high))
         self.tile.setSingleStep(128)
         self.tile.setSpecialValueText("auto")
         self.tile.setSuffix(" px")
@@ -63,11 +67,15 @@ class ModelPanel(QWidget):
         self.load.clicked.connect(self.load_requested)
         self.download.clicked.connect(self.download_requested)
         self.device.currentTextChanged.connect(self.device_changed)
-        self.tile.valueChanged.connect(self.tile_changed)
+        self.tile.valueChanged.connect(
+            lambda v: self.tile_changed.emit(0 if v == self.tile.minimum() else v)
+        )
 
     def show_info(self, info, device_name: str, checkpoint: str | None) -> None:
         self.name.setText(f"<b>{info.variant.upper()}</b> · {info.backbone} · {info.num_classes} classes")
         lines = [f"Weights: {checkpoint or info.source}", f"Running on: {device_name}"]
+        if info.scale != 1.0:
+            lines.append(f"Sees images at {info.scale:g}x (small objects, finer edges)")
         best = info.training.get("best_val_miou")
         if best is not None:
             lines.append(f"Best validation mIoU: {best:.3f} ({info.training.get('steps', '?')} steps)")
@@ -75,8 +83,8 @@ class ModelPanel(QWidget):
         self.show_warning(
             None
             if info.trained
-            else "Untrained weights: predictions are meaningless until you load a "
-            "checkpoint or fine-tune on reviewed images."
+            else "Untrained weights: predictions are meaningless until the model has learnt "
+            "from your first reviewed images (correct one, press R) or you load a checkpoint."
         )
 
     def show_warning(self, text: str | None) -> None:

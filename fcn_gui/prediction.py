@@ -36,8 +36,6 @@ class PredictionQueue(QObject):
         self.pending: list[Job] = []
         self.current: Job | None = None
         self._thread: GeneratorThread | None = None
-        self.batch_total = 0
-        self.batch_done = 0
 
     @property
     def busy(self) -> bool:
@@ -55,7 +53,6 @@ class PredictionQueue(QObject):
             self.pending.insert(0, job)
         else:
             self.pending.append(job)
-        self.batch_total += 1
         self._start_next()
 
     def cancel_all(self) -> None:
@@ -77,7 +74,6 @@ class PredictionQueue(QObject):
         predictor = self._predictor_source()
         if not self.pending or predictor is None:
             if not self.pending:
-                self.batch_total = self.batch_done = 0
                 self.idle.emit()
             return
         job = self.pending.pop(0)
@@ -118,7 +114,6 @@ class PredictionQueue(QObject):
         self._thread = None
         thread.deleteLater()
         self.current = None
-        self.batch_done += 1
         self._start_next()
 
     def model_ready(self) -> None:

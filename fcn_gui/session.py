@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Signal
 
 from core.errors import FcnGuiError
 from core.labels import VOID
-from core.project import ImageEntry, Project
+from core.project import Project
 
 from .document import LabelDocument
 from .model_manager import ModelManager
@@ -145,9 +145,6 @@ class Session(QObject):
         self._confidence.clear()
         self.mean_confidence.clear()
         self.document_changed.emit(None)
-
-    def entry(self, image_id: str) -> ImageEntry:
-        return self.project.entry(image_id)
 
     # --- switching and saving -----------------------------------------------------------
     def show_image(self, image_id: str) -> None:

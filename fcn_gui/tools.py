@@ -35,7 +35,6 @@ def segment_mask(p0: QPointF, p1: QPointF, radius: float) -> tuple[int, int, np.
 class Tool:
     """Base tool: no-op handlers. ``value()`` is the class index the tool writes."""
 
-    name = "tool"
     label = "Tool"
     shortcut = ""
     uses_size = False
@@ -55,7 +54,7 @@ class Tool:
 class BrushTool(Tool):
     """Round brush; drag to paint the current class."""
 
-    name, label, shortcut, uses_size = "brush", "Brush", "B", True
+    label, shortcut, uses_size = "Brush", "B", True
 
     def __init__(self, value_source, size: int = 15) -> None:
         super().__init__(value_source)
@@ -85,7 +84,7 @@ class BrushTool(Tool):
 class EraserTool(BrushTool):
     """Brush that writes void (unlabelled) or background, as the user picks."""
 
-    name, label, shortcut = "eraser", "Eraser", "E"
+    label, shortcut = "Eraser", "E"
 
     def __init__(self, size: int = 25, to_void: bool = True) -> None:
         super().__init__(lambda: VOID if self.to_void else 0, size)
@@ -95,7 +94,7 @@ class EraserTool(BrushTool):
 class FillTool(Tool):
     """Flood fill: the contiguous region of the clicked pixel's label takes the current class."""
 
-    name, label, shortcut = "fill", "Flood fill", "F"
+    label, shortcut = "Flood fill", "F"
 
     def press(self, doc: LabelDocument, pos: QPointF) -> None:
         from scipy import ndimage
@@ -116,7 +115,7 @@ class FillTool(Tool):
 class PolygonTool(Tool):
     """Click the corners; double-click or Enter fills the polygon, Esc cancels."""
 
-    name, label, shortcut = "polygon", "Polygon fill", "P"
+    label, shortcut = "Polygon fill", "P"
 
     def __init__(self, value_source) -> None:
         super().__init__(value_source)
@@ -146,7 +145,7 @@ class PolygonTool(Tool):
 class PickerTool(Tool):
     """Eyedropper: the clicked pixel's class becomes the current class."""
 
-    name, label, shortcut = "picker", "Class picker", "I"
+    label, shortcut = "Class picker", "I"
 
     def __init__(self, on_pick) -> None:
         super().__init__(lambda: 0)
