@@ -79,11 +79,25 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--seed", type=_limit("seed"), default=0, help="seed of the train/val split (default 0)")
     exp.add_argument("--only-reviewed", action="store_true", help="export reviewed labels only")
     exp.add_argument("--image-format", choices=("jpg", "png"), default="jpg")
+    exp.add_argument(
+        "--format",
+        choices=("voc", "masks"),
+        default="voc",
+        help="voc: Pascal VOC layout; masks: images/, masks/ (class index per pixel, 255 void), classes.txt",
+    )
     exp.set_defaults(func=cmd_export)
 
-    imp = sub.add_parser("import", help="turn a VOC dataset into a project (labels become reviewed)")
-    imp.add_argument("voc_dir", type=Path, help="folder with JPEGImages and SegmentationClass")
+    imp = sub.add_parser(
+        "import", help="turn a VOC dataset, labelme JSON files or index masks into a project (reviewed)"
+    )
+    imp.add_argument(
+        "voc_dir",
+        type=Path,
+        metavar="FOLDER",
+        help="a VOC dataset, a folder of labelme/X-AnyLabeling .json files, or images/ + masks/",
+    )
     imp.add_argument("--project", required=True, type=Path, help="new project folder")
+    imp.add_argument("--classes", type=Path, help="labelme class file (__ignore__, _background_, ...)")
     imp.set_defaults(func=cmd_import)
 
     tr = sub.add_parser("train", help="fine-tune on a VOC folder or a project's reviewed labels")
@@ -293,10 +307,16 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``fcn-gui export``: project -> VOC dataset."""
+    from .masks import export_masks
     from .project import Project
     from .voc import export_voc
 
     with Project.open_path(args.project) as project:
+        if args.format == "masks":
+            count = run_with_progress(export_masks(project, args.out, only_reviewed=args.only_reviewed),
+                                      unit="img", desc="export")  # fmt: skip
+            print(f"{count} images and index masks written to {args.out}")
+            return 0
         gen = export_voc(
             project,
             args.out,
@@ -311,10 +331,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    """``fcn-gui import``: VOC dataset -> project."""
+    """``fcn-gui import``: VOC dataset, labelme JSON files or index masks -> project."""
+    from .labelme import import_labelme, is_labelme_folder
+    from .masks import import_masks, is_mask_folder
     from .voc import import_voc
 
-    project = run_with_progress(import_voc(args.voc_dir, args.project), unit="img", desc="import")
+    if is_labelme_folder(args.voc_dir):
+        report = run_with_progress(
+            import_labelme(args.voc_dir, args.project, args.classes), unit="img", desc="import"
+        )
+        report.project.close()
+        print(f"project {report.project.root}: {report.summary()}")
+        return 1 if report.broken else 0
+    if args.classes is not None:
+        raise FcnGuiError("--classes is for labelme JSON folders; VOC and mask folders name their classes")
+    gen = import_masks if is_mask_folder(args.voc_dir) else import_voc
+    project = run_with_progress(gen(args.voc_dir, args.project), unit="img", desc="import")
     counts = project.counts()
     project.close()
     print(f"project {project.root}: {len(project.images)} images, {counts['reviewed']} reviewed")

@@ -179,7 +179,7 @@ class MainWindow(QMainWindow):
             ),
             "open_folder": a("Open Folder…", self.open_folder_dialog, "Ctrl+Shift+O", "folder"),
             "open_project": a("Open Project…", self.open_project_dialog),
-            "open_voc": a("Open VOC Dataset…", self.open_voc_dialog),
+            "open_voc": a("Import Annotations (VOC, labelme, masks)…", self.open_voc_dialog),
             "export": a("Export VOC…", self.export_dialog, "Ctrl+E", "export"),
             "quit": a("Quit", self.close, QKeySequence.StandardKey.Quit),
             "prev": a("Previous Image", lambda: self.go(-1), "Left", "prev"),
@@ -530,13 +530,14 @@ class MainWindow(QMainWindow):
             return
         try:
             if len(paths) == 1 and paths[0].is_dir():
+                from core.labelme import is_labelme_folder
                 from core.voc import find_voc_root
 
                 folder = paths[0]
                 try:
                     voc = find_voc_root(folder) if not (folder / "project.json").exists() else None
                 except FcnGuiError:
-                    voc = None
+                    voc = folder if is_labelme_folder(folder) else None
                 if voc is not None and not (folder / "fcn-gui-project").exists():
                     self.import_voc(voc)
                     return
@@ -571,27 +572,47 @@ class MainWindow(QMainWindow):
 
     def open_voc_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(
-            self, "Open a VOC dataset (with SegmentationClass)", self._last_dir()
+            self,
+            "Import a VOC dataset, a folder of labelme JSON files, or images/ + masks/",
+            self._last_dir(),
         )
-        if folder:
-            try:
-                from core.voc import find_voc_root
+        if not folder:
+            return
+        from core.labelme import is_labelme_folder
+        from core.masks import is_mask_folder
 
-                self.import_voc(find_voc_root(folder))
-            except FcnGuiError as exc:
-                self.show_error(str(exc))
+        if is_labelme_folder(folder) or is_mask_folder(folder):
+            self.import_voc(Path(folder))
+            return
+        try:
+            from core.voc import find_voc_root
 
-    def import_voc(self, voc_root: Path) -> None:
+            self.import_voc(find_voc_root(folder))
+        except FcnGuiError as exc:
+            self.show_error(str(exc))
+
+    def import_voc(self, folder: Path) -> None:
+        """Import a VOC dataset, labelme JSON files or index masks as a project, then open it."""
+        from core.labelme import import_labelme, is_labelme_folder
+        from core.masks import import_masks, is_mask_folder
         from core.project import project_home_for
         from core.voc import import_voc
 
-        target = project_home_for(voc_root)
+        target = project_home_for(folder)
         if (target / "project.json").exists():
             self.open_paths([target])
             return
-        self._run_job(
-            lambda: import_voc(voc_root, target), f"Importing {voc_root.name}", self.session.open_project
-        )
+        if is_labelme_folder(folder):
+
+            def opened(report) -> None:
+                self.session.open_project(report.project)
+                if report.broken:
+                    self.show_error(report.summary())
+
+            self._run_job(lambda: import_labelme(folder, target), f"Importing {folder.name}", opened)
+            return
+        job = import_masks if is_mask_folder(folder) else import_voc
+        self._run_job(lambda: job(folder, target), f"Importing {folder.name}", self.session.open_project)
 
     def export_dialog(self) -> None:
         project = self.session.project

@@ -40,8 +40,9 @@ def make_window(qtbot, checkpoint, sandbox_settings):
 
     windows = []
 
-    def make(folder: Path | None = None, *, with_model: bool = True):
+    def make(folder: Path | None = None, *, with_model: bool = True, learn: bool = False):
         settings = Settings()
+        settings.set("learn", learn)  # background training only in the tests about it
         if with_model:
             settings.set("checkpoint", str(checkpoint))
         window = MainWindow(settings)

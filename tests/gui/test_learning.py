@@ -28,7 +28,7 @@ def _show(window, qtbot, index):
 
 def test_reviews_train_in_the_background_and_better_models_are_used(make_window, tmp_path, data_dir, qtbot):
     truths = _tiles(tmp_path / "cells", data_dir)
-    window = make_window(tmp_path / "cells")
+    window = make_window(tmp_path / "cells", learn=True)
     learning, session, panel = window.learning, window.session, window.learning_panel
     learning.config = LearnerConfig(
         crop=64, batch_size=2, device="cpu", frozen=("fc6", "fc7"), budget_s=0.3, eval_every_s=0.3
@@ -85,7 +85,7 @@ def test_reviews_train_in_the_background_and_better_models_are_used(make_window,
 
 def test_switching_learning_off_stops_it_and_is_remembered(make_window, tmp_path, data_dir, qtbot):
     truths = _tiles(tmp_path / "cells", data_dir, n=2)
-    window = make_window(tmp_path / "cells")
+    window = make_window(tmp_path / "cells", learn=True)
     window.learning.config = LearnerConfig(crop=64, batch_size=2, device="cpu", frozen=("fc6", "fc7"))
     doc = _show(window, qtbot, 0)
     doc.write_patch(0, 0, truths[0])
