@@ -17,7 +17,7 @@ from . import __version__
 from .errors import FcnGuiError
 from .limits import LIMITS, check_overlap
 
-SUBCOMMANDS = ("segment", "train", "eval", "export", "import", "info")
+SUBCOMMANDS = ("segment", "train", "eval", "export", "import", "info", "export-model")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     _device_args(tr)
     _precision_arg(tr)
     tr.set_defaults(func=cmd_train)
+
+    om = sub.add_parser("export-model", help="write a checkpoint as ONNX: uint8 RGB image in, labels out")
+    om.add_argument("checkpoint", type=Path, help="fcn-gui .safetensors or torchvision .pth weights")
+    om.add_argument("--out", required=True, type=Path, help="the .onnx file to write")
+    om.set_defaults(func=cmd_export_model)
 
     ev = sub.add_parser("eval", help="pixel accuracy, mean accuracy, mean IoU, fw IoU, IoU per class")
     ev.add_argument("data", type=Path, help="VOC-layout folder or project")
@@ -408,6 +413,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if rank == 0:
         best = "n/a (no validation images)" if result.best_miou is None else f"{result.best_miou:.4f}"
         print(f"{result.steps} steps; best validation mIoU {best}; best: {result.best}; last: {result.last}")
+    return 0
+
+
+def cmd_export_model(args: argparse.Namespace) -> int:
+    """``fcn-gui export-model``: checkpoint -> ONNX."""
+    from .checkpoints import load_checkpoint
+    from .onnx_export import export_onnx
+
+    model = load_checkpoint(args.checkpoint)
+    path = export_onnx(model, args.out)
+    print(f"{path}: ONNX, input 'image' (H x W x 3 uint8 RGB), outputs 'labels' (H x W uint8) and 'logits'")
     return 0
 
 
