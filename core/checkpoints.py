@@ -19,7 +19,8 @@ from torch import nn
 from .atomic import atomic_path
 from .errors import CheckpointError
 from .labels import LabelClass, classes_from_names, default_classes
-from .models import FCN, build_model, replace_classifier
+from .models import CAFFE_FINAL, FCN, build_model, replace_classifier
+from .models import VGG16_LAYERS as _VGG16_LAYERS
 from .weights import load_pretrained_state, source_for_backbone
 
 FORMAT = "fcn-gui-checkpoint"
@@ -27,6 +28,10 @@ FORMAT_VERSION = 1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INIT_CHOICES = ("none", "imagenet", "voc")
+# The released FCN models take BGR pixels minus this mean, unscaled (given here in RGB order;
+# the module flips the channels): normalised = (rgb / 255 - mean) / std = rgb - 255 * mean.
+CAFFE_MEAN_RGB = (122.67891434 / 255, 116.66876762 / 255, 104.00698793 / 255)
+CAFFE_STD = (1 / 255, 1 / 255, 1 / 255)
 
 
 @dataclass
@@ -42,6 +47,7 @@ class ModelInfo:
     source: str = "random initialisation"
     training: dict[str, Any] = field(default_factory=dict)
     scale: float = 1.0  # the network sees images resized by this factor (2: small objects, finer edges)
+    geometry: str = "ours"  # or "caffe": the FCN paper's released models (see core.models.GEOMETRIES)
 
     @property
     def num_classes(self) -> int:
@@ -73,6 +79,7 @@ class ModelInfo:
                 source=data.get("source", str(path)),
                 training=dict(data.get("training", {})),
                 scale=float(data.get("scale", 1.0)),
+                geometry=str(data.get("geometry", "ours")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(
@@ -103,7 +110,9 @@ def new_model(info: ModelInfo, *, init: str = "none", allow_download: bool = Fal
     """
     if init not in INIT_CHOICES:
         raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INIT_CHOICES)}")
-    module = build_model(info.variant, num_classes=info.num_classes, backbone=info.backbone)
+    module = build_model(
+        info.variant, num_classes=info.num_classes, backbone=info.backbone, geometry=info.geometry
+    )
     info = ModelInfo(**{**asdict(info), "classes": list(info.classes)})
     if init == "imagenet":
         if not isinstance(module, FCN):
@@ -149,7 +158,7 @@ def read_info(path: str | Path) -> ModelInfo:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(
-            f"not a safetensors checkpoint ({exc}); load .pth files through the import", path
+            f"not a safetensors checkpoint ({exc}); is it a .pth state dict saved under another name?", path
         ) from exc
     if "fcn_gui" not in meta:
         raise CheckpointError(
@@ -171,7 +180,9 @@ def load_checkpoint(
     else:
         info = read_info(path)
         with torch.device("meta"):  # no random initialisation, no second copy of the weights
-            module = build_model(info.variant, num_classes=info.num_classes, backbone=info.backbone)
+            module = build_model(
+                info.variant, num_classes=info.num_classes, backbone=info.backbone, geometry=info.geometry
+            )
         with safe_open(str(path), framework="pt") as f:
             # Copies, so that no tensor keeps the memory-mapped file (and its pages) alive.
             state = {k: f.get_tensor(k).clone() for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
@@ -204,6 +215,19 @@ def import_state_dict(path: str | Path) -> SegmentationModel:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError("does not hold a state dict of tensors", path)
     keys = set(state)
+    if "conv1_1.weight" in keys and "score_fr.weight" in keys:
+        state = caffe_fcn_state(state)
+        keys = set(state)
+        n = state["score.weight"].shape[0]
+        classes = default_classes() if n == 21 else classes_from_names([f"class {i}" for i in range(n)])
+        variant = next(v for v, final in CAFFE_FINAL.items() if f"{final}.weight" in keys)
+        info = ModelInfo(
+            variant, "vgg16", classes, mean=CAFFE_MEAN_RGB, std=CAFFE_STD, trained=True,
+            source=f"FCN paper weights ({path.name})", geometry="caffe",
+        )  # fmt: skip
+        module = build_model(variant, num_classes=n, geometry="caffe")
+        _load_state(module, state, path, info)
+        return SegmentationModel(module.eval(), info)
     if "classifier.0.weight" in keys and "features.0.weight" in keys:
         info = ModelInfo(source=f"ImageNet VGG16 ({path.name})")
         module = build_model("fcn8s", num_classes=info.num_classes)
@@ -233,9 +257,24 @@ def import_state_dict(path: str | Path) -> SegmentationModel:
         raise CheckpointError(
             "unrecognised state dict (expected torchvision VGG16, FCN-ResNet50/101 or an fcn-gui FCN)", path
         )
-    module = build_model(info.variant, num_classes=info.num_classes, backbone=info.backbone)
+    module = build_model(
+        info.variant, num_classes=info.num_classes, backbone=info.backbone, geometry=info.geometry
+    )
     _load_state(module, state, path, info)
     return SegmentationModel(module.eval(), info)
+
+
+def caffe_fcn_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """torchfcn's names for the FCN paper's models (``conv1_1`` ... ``score_fr``) as ours."""
+    convs = [f"conv{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for i in range(1, n + 1)]
+    index = [i for i, layer in enumerate(_VGG16_LAYERS) if layer == "conv"]
+    names = {conv: f"backbone.features.{i}" for conv, i in zip(convs, index, strict=True)}
+    names["score_fr"] = "score"
+    out = {}
+    for key, value in state.items():
+        layer, _, kind = key.rpartition(".")
+        out[f"{names.get(layer, layer)}.{kind}"] = value
+    return out
 
 
 def _torchvision_fcn_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

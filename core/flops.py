@@ -25,15 +25,18 @@ def model_summary(
 ) -> dict[str, Any]:
     """Variant, backbone, classes, parameters and GFLOPs at ``size x size``."""
     summary: dict[str, Any] = {}
+    geometry = "ours"
     if checkpoint is not None:
-        from .checkpoints import read_info
+        from .checkpoints import import_state_dict, read_info
 
-        info = read_info(checkpoint)
+        is_pth = Path(checkpoint).suffix.lower() in (".pth", ".pt")
+        info = import_state_dict(checkpoint).info if is_pth else read_info(checkpoint)
         variant, backbone, num_classes = info.variant, info.backbone, info.num_classes
+        summary["geometry"] = geometry = info.geometry
         summary.update(checkpoint=str(checkpoint), trained=info.trained, source=info.source)
         summary["classes"] = ", ".join(c.name for c in info.classes)
     with torch.device("meta"):
-        model = build_model(variant, num_classes=num_classes, backbone=backbone).eval()
+        model = build_model(variant, num_classes=num_classes, backbone=backbone, geometry=geometry).eval()
     params = count_parameters(model)
     flops = count_flops(model, size, size)
     summary = {

@@ -12,9 +12,18 @@ from torch import nn
 
 VARIANTS = ("fcn32s", "fcn16s", "fcn8s")
 BACKBONES = ("vgg16", "resnet50", "resnet101")
+# "ours": conv1 padding 1, FC6 padding 3, bilinear final upsampling, outputs cropped at 0.
+# "caffe": the FCN paper's released models (converted by torchfcn): 100 px of padding at
+# conv1_1, FC6 unpadded, learnt final upsampling, skip scores cropped at fixed offsets, and
+# BGR input (the module flips the channels itself; the mean/std in the metadata are RGB).
+GEOMETRIES = ("ours", "caffe")
+_CAFFE_CROPS = {"pool4": 5, "pool3": 9, "fcn32s": 19, "fcn16s": 27, "fcn8s": 31}
+CAFFE_FINAL = {"fcn32s": "upscore", "fcn16s": "upscore16", "fcn8s": "upscore8"}
 
 # VGG16 configuration "D": channels per conv, "M" for a 2x2 max-pool.
 _VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+# What each index of ``features`` holds (conv, relu, pool), as in torchvision's vgg16.
+VGG16_LAYERS = tuple(x for v in _VGG16_CFG for x in (("pool",) if v == "M" else ("conv", "relu")))
 # Indices in ``features`` of pool3, pool4 and pool5 (the same as torchvision's vgg16).
 _POOL3, _POOL4, _POOL5 = 16, 23, 30
 
@@ -43,7 +52,7 @@ class VGG16Trunk(nn.Module):
     Module names match torchvision's ``vgg16().features`` so its weights load directly.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, first_padding: int = 1) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_ch = 3
@@ -51,7 +60,8 @@ class VGG16Trunk(nn.Module):
             if v == "M":
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
             else:
-                layers += [nn.Conv2d(in_ch, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+                padding = first_padding if not layers else 1
+                layers += [nn.Conv2d(in_ch, v, kernel_size=3, padding=padding), nn.ReLU(inplace=True)]
                 in_ch = v
         self.features = nn.Sequential(*layers)
         for m in self.features:
@@ -77,14 +87,18 @@ class FCN(nn.Module):
     initialised to bilinear upsampling; the last map is upsampled bilinearly to the input size.
     """
 
-    def __init__(self, variant: str, num_classes: int, dropout: float = 0.5) -> None:
+    def __init__(self, variant: str, num_classes: int, dropout: float = 0.5, geometry: str = "ours") -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown FCN variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        if geometry not in GEOMETRIES:
+            raise ValueError(f"unknown geometry {geometry!r}; choose one of {', '.join(GEOMETRIES)}")
         self.variant = variant
         self.num_classes = num_classes
-        self.backbone = VGG16Trunk()
-        self.fc6 = nn.Conv2d(512, 4096, kernel_size=7, padding=3)
+        self.geometry = geometry
+        caffe = geometry == "caffe"
+        self.backbone = VGG16Trunk(first_padding=100 if caffe else 1)
+        self.fc6 = nn.Conv2d(512, 4096, kernel_size=7, padding=0 if caffe else 3)
         self.fc7 = nn.Conv2d(4096, 4096, kernel_size=1)
         self.drop6 = nn.Dropout(dropout)
         self.drop7 = nn.Dropout(dropout)
@@ -92,14 +106,19 @@ class FCN(nn.Module):
         for fc in (self.fc6, self.fc7):
             nn.init.normal_(fc.weight, std=0.01)
             nn.init.zeros_(fc.bias)
+        pad = 0 if caffe else 1
         if variant in ("fcn16s", "fcn8s"):
             self.score_pool4 = nn.Conv2d(512, num_classes, kernel_size=1)
-            self.upscore2 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=1, bias=False)
+            self.upscore2 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=pad, bias=False)
         if variant == "fcn8s":
             self.score_pool3 = nn.Conv2d(256, num_classes, kernel_size=1)
             self.upscore_pool4 = nn.ConvTranspose2d(
-                num_classes, num_classes, 4, stride=2, padding=1, bias=False
+                num_classes, num_classes, 4, stride=2, padding=pad, bias=False
             )
+        if caffe:
+            s = self.output_stride
+            final = nn.ConvTranspose2d(num_classes, num_classes, 2 * s, stride=s, bias=False)
+            setattr(self, CAFFE_FINAL[variant], final)
         self.reset_head()
 
     @property
@@ -119,10 +138,12 @@ class FCN(nn.Module):
                 nn.init.zeros_(module.bias)
             elif name.startswith("upscore"):
                 with torch.no_grad():
-                    module.weight.copy_(bilinear_kernel(self.num_classes, 4))
+                    module.weight.copy_(bilinear_kernel(self.num_classes, module.kernel_size[0]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
+        if self.geometry == "caffe":
+            return self._caffe_forward(x.flip(1), h, w)  # RGB -> BGR, as Caffe's models expect
         pool3, pool4, pool5 = self.backbone(x)
         y = self.drop6(F.relu(self.fc6(pool5), inplace=True))
         y = self.drop7(F.relu(self.fc7(y), inplace=True))
@@ -137,6 +158,22 @@ class FCN(nn.Module):
         y = F.interpolate(y, scale_factor=self.output_stride, mode="bilinear", align_corners=False)
         return y[..., :h, :w]
 
+    def _caffe_forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """The released FCN models' geometry: skip scores cropped at Caffe's fixed offsets."""
+        pool3, pool4, pool5 = self.backbone(x)
+        y = self.drop6(F.relu(self.fc6(pool5), inplace=True))
+        y = self.drop7(F.relu(self.fc7(y), inplace=True))
+        y = _full_precision(self.score, y)
+        if self.variant != "fcn32s":
+            y = self.upscore2(y)
+            y = y + _crop(_full_precision(self.score_pool4, pool4), _CAFFE_CROPS["pool4"], y)
+        if self.variant == "fcn8s":
+            y = self.upscore_pool4(y)
+            y = y + _crop(_full_precision(self.score_pool3, pool3), _CAFFE_CROPS["pool3"], y)
+        y = getattr(self, CAFFE_FINAL[self.variant])(y)
+        offset = _CAFFE_CROPS[self.variant]
+        return y[..., offset : offset + h, offset : offset + w]
+
     def load_vgg16_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Initialise the trunk, FC6 and FC7 from a torchvision ``vgg16`` state dict.
 
@@ -149,6 +186,10 @@ class FCN(nn.Module):
             self.fc6.bias.copy_(state["classifier.0.bias"])
             self.fc7.weight.copy_(state["classifier.3.weight"].reshape(4096, 4096, 1, 1))
             self.fc7.bias.copy_(state["classifier.3.bias"])
+
+
+def _crop(scores: torch.Tensor, offset: int, like: torch.Tensor) -> torch.Tensor:
+    return scores[..., offset : offset + like.shape[-2], offset : offset + like.shape[-1]]
 
 
 def _full_precision(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -190,7 +231,9 @@ class TorchvisionFCN(nn.Module):
         nn.init.zeros_(last.bias)
 
 
-def build_model(variant: str = "fcn8s", *, num_classes: int, backbone: str = "vgg16") -> nn.Module:
+def build_model(
+    variant: str = "fcn8s", *, num_classes: int, backbone: str = "vgg16", geometry: str = "ours"
+) -> nn.Module:
     """Build an untrained FCN. Nothing is downloaded; see ``core.weights`` for pretrained weights.
 
     ``variant`` is ``fcn32s``, ``fcn16s`` or ``fcn8s`` for VGG16. torchvision's dilated
@@ -199,7 +242,7 @@ def build_model(variant: str = "fcn8s", *, num_classes: int, backbone: str = "vg
     if num_classes < 1 or num_classes > 255:
         raise ValueError(f"num_classes must be between 1 and 255 (255 is void), got {num_classes}")
     if backbone == "vgg16":
-        return FCN(variant, num_classes)
+        return FCN(variant, num_classes, geometry=geometry)
     if backbone in ("resnet50", "resnet101"):
         if variant != "fcn8s":
             raise ValueError(
@@ -213,7 +256,7 @@ def build_model(variant: str = "fcn8s", *, num_classes: int, backbone: str = "vg
 def replace_classifier(model: nn.Module, num_classes: int) -> None:
     """Re-create the class-specific layers for a new class count, keeping everything else."""
     if isinstance(model, FCN):
-        fresh = FCN(model.variant, num_classes)
+        fresh = FCN(model.variant, num_classes, geometry=model.geometry)
         for name, module in fresh.named_children():
             if name.startswith(("score", "upscore")):
                 setattr(model, name, module)
