@@ -91,7 +91,7 @@ class Adopted(LearnerEvent):
             return (
                 f"model improved: trained {self.train_seconds:.0f} s on {self.train_images} reviewed images"
             )
-        before = "?" if self.before is None else f"{self.before:.2f}"
+        before = "?" if self.before is None or np.isnan(self.before) else f"{self.before:.2f}"
         n = self.heldout_images
         return f"model improved: mIoU {before} -> {self.after:.2f} on {n} held-out image{'s' * (n != 1)}"
 
@@ -147,6 +147,7 @@ class ContinuousLearner:
         source = in_use if in_use is not None else model
         self._scorer = copy.deepcopy(source.module).float().to(self.device).eval()
         self._scorer_scale = source.info.scale
+        self._scorer_fits = source.info.num_classes == self.model.info.num_classes
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._examples: dict[str, Example] = {}
@@ -223,6 +224,8 @@ class ContinuousLearner:
         return float(self._confusion(net, heldout, scale).scores().mean_iou)
 
     def _in_use(self, heldout: list[Example]) -> float:
+        if not self._scorer_fits:  # the model in use predicts another class list: any score beats it
+            return float("nan")
         key = frozenset(e.id for e in heldout)
         if self._in_use_score is None or self._in_use_score[0] != key:
             self._in_use_score = (key, self._score(self._scorer, heldout, self._scorer_scale))
@@ -236,6 +239,9 @@ class ContinuousLearner:
         )  # fmt: skip
 
     def _adopt(self, train: list, heldout: list, before: float | None, after: float | None) -> Adopted:
+        if not self._scorer_fits:
+            self._scorer = copy.deepcopy(self.net).float().eval()
+            self._scorer_fits = True
         self._scorer.load_state_dict(self.net.state_dict())
         self._scorer_scale = self.model.info.scale
         self._in_use_score = None if after is None else (frozenset(e.id for e in heldout), after)

@@ -98,8 +98,9 @@ class CropSampler:
         self.rng = np.random.default_rng(seed)
 
     def side_for(self, examples: list[Example]) -> int:
-        smallest = min(min(e.label.shape) for e in examples)
-        return max(STRIDE, min(self.crop, smallest) // STRIDE * STRIDE)
+        """The crop side: ``crop``, or the smallest image's side at the model's scale if smaller."""
+        smallest = min(min(e.label.shape) for e in examples) * self.zoom
+        return max(STRIDE, int(min(self.crop, smallest)) // STRIDE * STRIDE)
 
     def batch(self, examples: list[Example], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``batch_size`` crops, each from an example chosen uniformly (every image is replayed)."""

@@ -752,11 +752,14 @@ class MainWindow(QMainWindow):
         if project is None:
             self.show_error("Open a project first: classes belong to a project.")
             return
+        count = len(project.classes)
         try:
             change(project)
         except FcnGuiError as exc:
             self.show_error(str(exc))
             return
+        if len(project.classes) != count:
+            self.learning.stop()  # it starts again by itself, with a score layer per class
         if self.session.doc is not None:
             self.session.doc.set_classes(project.classes)
         self.class_panel.set_classes(project.classes)

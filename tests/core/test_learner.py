@@ -110,6 +110,18 @@ def test_better_weights_are_adopted_and_worse_ones_are_not(base_model, tiles, tm
     assert LearningHistory(tmp_path / "h").latest_path.exists()  # closing kept what it learnt
 
 
+def test_a_model_in_use_for_another_class_list_loses_at_the_first_score(base_model, tiles):
+    torch.manual_seed(1)
+    voc = new_model(ModelInfo(variant="fcn32s"))  # 21 classes; the project now has 2
+    learner = ContinuousLearner(base_model, small_config(lr=0.0), in_use=voc)
+    for e in examples(tiles, 3):
+        learner.add(e)
+    run = learner.run()
+    adopted = next(e for e in (next(run) for _ in range(4)) if isinstance(e, Adopted))
+    run.close()
+    assert np.isnan(adopted.before) and "mIoU ? ->" in adopted.describe()
+
+
 def test_with_fewer_than_three_reviews_it_adopts_after_each_budget(base_model, tiles):
     learner = ContinuousLearner(base_model, small_config(budget_s=0.0))
     learner.add(examples(tiles, 1)[0])
