@@ -61,19 +61,7 @@ def main() -> None:
     window.show()
     wait_for(app, lambda: window.session.models.predictor is not None)
 
-    gaps: list[float] = []
-    clock = QElapsedTimer()
-    clock.start()
-    last = [clock.nsecsElapsed()]
-
-    def tick() -> None:
-        now = clock.nsecsElapsed()
-        gaps.append((now - last[0]) / 1e6)
-        last[0] = now
-
-    timer = QTimer()
-    timer.setTimerType(Qt.TimerType.PreciseTimer)
-    timer.timeout.connect(tick)
+    timer, gaps = stall_meter()
     timer.start(1)
     t = time.perf_counter()
     window.open_paths([tmp / "big"])  # opens a_2000x1500 and predicts it on the worker

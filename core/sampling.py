@@ -98,9 +98,12 @@ class CropSampler:
         self.rng = np.random.default_rng(seed)
 
     def side_for(self, examples: list[Example]) -> int:
-        """The crop side: ``crop``, or the smallest image's side at the model's scale if smaller."""
-        smallest = min(min(e.label.shape) for e in examples) * self.zoom
-        return max(STRIDE, int(min(self.crop, smallest)) // STRIDE * STRIDE)
+        """The crop side: ``crop``, or the smallest image's side if smaller. Not multiplied by
+        the zoom: measured on bench/session.py, 128 px crops of 2x-zoomed 128 px tiles learn
+        faster per CPU-second than 256 px ones (fp32: 64 vs 23 steps a minute, effort on the
+        second image 39 % vs 98 %)."""
+        smallest = min(min(e.label.shape) for e in examples)
+        return max(STRIDE, min(self.crop, smallest) // STRIDE * STRIDE)
 
     def batch(self, examples: list[Example], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``batch_size`` crops, each from an example chosen uniformly (every image is replayed)."""
