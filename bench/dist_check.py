@@ -78,6 +78,13 @@ def main() -> None:
             600,
         )
         assert len(list((tmp / "out").glob("*.png"))) == 4
+        run([str(exe), "export-model", str(ckpt), "--out", str(tmp / "tiny.onnx")], 600)
+        headless = {
+            k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+        }
+        done = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120, env=headless)
+        assert done.returncode == 2 and "no display" in done.stderr, done.stderr
+        print(f"  no display: exit 2, {done.stderr.strip()[:60]}...")
         samples = tmp / "samples"
         shutil.copytree(ROOT / "resources" / "samples", samples)
         env = {

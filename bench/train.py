@@ -62,6 +62,7 @@ def ours(data: TrainData, device: torch.device, steps: int, out: Path) -> float:
         workers=2,
         val_every=10**9,
         device=str(device),
+        precision="fp32",  # as the plain loop: this figure is the engine's overhead, not bf16's gain
     )
     trainer = Trainer(config, TrainData(data.train, [], data.classes, "bench"))
     run = trainer.run()
