@@ -88,9 +88,8 @@ class Adopted(LearnerEvent):
 
     def describe(self) -> str:
         if self.after is None:
-            return (
-                f"model improved: trained {self.train_seconds:.0f} s on {self.train_images} reviewed images"
-            )
+            n = self.train_images
+            return f"model improved: trained {self.train_seconds:.0f} s on {n} reviewed image{'s' * (n != 1)}"
         before = "?" if self.before is None or np.isnan(self.before) else f"{self.before:.2f}"
         n = self.heldout_images
         return f"model improved: mIoU {before} -> {self.after:.2f} on {n} held-out image{'s' * (n != 1)}"
