@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
@@ -30,7 +31,19 @@ def run_app(args: list[str]) -> int:
         _quit_when_predicted(window, started)
     if args:
         window.open_paths(args)
+    _close_on_signals(window)
     return app.exec()
+
+
+def _close_on_signals(window) -> None:
+    """Ctrl+C in the terminal or a plain ``kill`` closes the window as Quit does: work is saved,
+    the learner keeps what it learnt. Qt's C++ loop lets Python see signals only between
+    events, so a timer wakes the interpreter a few times a second."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: window.close())
+    timer = QTimer(window)
+    timer.timeout.connect(lambda: None)
+    timer.start(250)
 
 
 def _quit_when_predicted(window, started: float) -> None:
