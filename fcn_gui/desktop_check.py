@@ -108,7 +108,7 @@ def desktop_problem(env: dict[str, str] | None = None) -> tuple[int, str] | None
         return 2, (
             "no display: the window needs a desktop session (DISPLAY and WAYLAND_DISPLAY are unset). "
             "On a server, run it under a virtual display (xvfb-run fcn-gui ...) or use the "
-            "command line: fcn-gui segment|train|eval|export|import|info --help"
+            "command line: fcn-gui segment|train|eval|export|import|export-model|info --help"
         )
     plugin = xcb_plugin()
     if platform in ("", "xcb") and env.get("DISPLAY") and plugin is not None:
