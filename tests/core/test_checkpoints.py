@@ -90,6 +90,8 @@ def test_import_our_fcn_as_pth(two_class_model, tmp_path):
     torch.save(two_class_model.module.state_dict(), tmp_path / "fcn.pth")
     loaded = load_checkpoint(tmp_path / "fcn.pth")
     assert (loaded.info.variant, loaded.info.num_classes) == ("fcn16s", 2)
+    for name, tensor in two_class_model.module.state_dict().items():
+        assert torch.equal(loaded.module.state_dict()[name], tensor), name  # the weights, not just the names
 
 
 @pytest.fixture

@@ -45,8 +45,12 @@ def test_jpeg_with_exif_orientation_is_rotated(tmp_path, rgb):
 
 
 def test_grey_palette_alpha_and_cmyk(tmp_path, rgb):
-    Image.fromarray(rgb).convert("L").save(tmp_path / "grey.png")
-    _check_rgb(read_image(tmp_path / "grey.png"), (40, 60))
+    grey_source = np.asarray(Image.fromarray(rgb).convert("L"))
+    Image.fromarray(grey_source).save(tmp_path / "grey.png")
+    grey = read_image(tmp_path / "grey.png")
+    _check_rgb(grey, (40, 60))
+    for channel in range(3):  # grey becomes equal R, G and B, the grey level itself
+        np.testing.assert_array_equal(grey[..., channel], grey_source)
     Image.fromarray(rgb).convert("P").save(tmp_path / "pal.png")
     pal = read_image(tmp_path / "pal.png")
     assert abs(int(pal[20, 10, 0]) - 200) < 10
@@ -58,8 +62,10 @@ def test_grey_palette_alpha_and_cmyk(tmp_path, rgb):
     Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg")
     cmyk = read_image(tmp_path / "cmyk.jpg")
     assert cmyk[20, 15, 0] > 150 and cmyk[20, 45, 2] > 150
-    Image.fromarray(rgb).convert("LA").save(tmp_path / "la.png")
-    _check_rgb(read_image(tmp_path / "la.png"), (40, 60))
+    Image.fromarray(rgb).convert("LA").save(tmp_path / "la.png")  # opaque grey with alpha
+    la = read_image(tmp_path / "la.png")
+    _check_rgb(la, (40, 60))
+    np.testing.assert_array_equal(la[..., 0], grey_source)
 
 
 def test_16_bit_png_and_tiff_are_stretched(tmp_path):

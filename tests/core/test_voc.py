@@ -90,7 +90,7 @@ def test_project_to_voc_to_project_round_trip(tmp_path, small_image):
         drain(export_voc(project, tmp_path / "voc", only_reviewed=True))
         assert len((tmp_path / "voc/ImageSets/Segmentation/trainval.txt").read_text().split()) == 2
         drain(export_voc(project, tmp_path / "voc_all", image_format="png"))
-    assert (tmp_path / "voc_all/JPEGImages").glob("*.png")
+    assert len(list((tmp_path / "voc_all/JPEGImages").glob("*.png"))) == 3
     again = drain(import_voc(tmp_path / "voc_all", tmp_path / "proj2"))
     after = _labels(again)
     again.close()
