@@ -59,6 +59,7 @@ class LearningPanel(QWidget):
         self.disk = QLabel("")
         self.disk.setStyleSheet("QLabel { color: gray; }")
         self.corrections = CorrectionChart()
+        self._last_score: float | None = None
         top = QHBoxLayout()
         top.addWidget(self.enabled, 1)
         top.addWidget(self.pause)
@@ -102,15 +103,14 @@ class LearningPanel(QWidget):
         )
         if event.state == "training":
             text += f"\nstep {event.step}, loss {event.loss:.3f}, {event.train_seconds:.0f} s of training"
-            self.curve.add(event.loss, event.score if event.state == "adopted" else None)
+            new_score = event.score is not None and event.score != self._last_score
+            self.curve.add(event.loss, event.score if new_score else None)  # a dot per held-out scoring
+            self._last_score = event.score
         if text:
             self.status.setText(text)
 
-    def show_adopted(self, text: str, score: float | None) -> None:
+    def show_adopted(self, text: str) -> None:
         self.improved.setText(text)
-        if score is not None and self.curve.losses:
-            self.curve.vals.append((len(self.curve.losses), score))
-            self.curve.update()
 
     def set_history(self, entries, in_use: str | None, disk_bytes: int) -> None:
         """``core.history.HistoryEntry`` s, newest last; marks the one in use."""

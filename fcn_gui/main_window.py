@@ -726,7 +726,7 @@ class MainWindow(QMainWindow):
         """The learner found a better model: use it; the session re-predicts what you did not touch."""
         text = event.describe()
         self.session.adopt_model(event.model, event.path, text.capitalize())
-        self.learning_panel.show_adopted(text.capitalize(), event.after)
+        self.learning_panel.show_adopted(text.capitalize())
 
     def _refresh_history(self) -> None:
         history = self.learning.history()
