@@ -33,7 +33,7 @@ from .metrics import ConfusionMeter
 from .models import forward_scaled
 from .progress import Progress
 from .sampling import CropSampler, Example, object_scale
-from .train import StepRunner, TrainingError, build_optimizer, freeze, set_dropout
+from .train import StepRunner, TrainingError, build_optimizer, diverged, freeze, set_dropout
 
 EVAL_SIDE = 1024  # held-out images larger than this are scored on their central part
 
@@ -320,7 +320,7 @@ class ContinuousLearner:
 
 
 def _check(value: float, first: float | None) -> None:
-    if not np.isfinite(value) or (first is not None and value > 100 * max(first, 1.0)):
+    if diverged(value, first):
         raise TrainingError(
             f"the loss became {value:.3g} (learning diverged); the model in use is kept. "
             "Roll back to an earlier model or lower the learning rate"

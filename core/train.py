@@ -242,7 +242,7 @@ class Trainer:
         self._save_last()
 
     def _check_loss(self, value: float, first: float | None) -> None:
-        if not math.isfinite(value) or (first is not None and value > 100 * max(first, 1.0)):
+        if diverged(value, first):
             kept = self.output if self.output.exists() else "none yet"
             raise TrainingError(
                 f"the loss became {value:.3g} at step {self.step + 1} (training diverged); "
@@ -308,6 +308,11 @@ class Trainer:
 
 
 HEAD_PREFIXES = ("score", "upscore", "net.classifier.4")
+
+
+def diverged(loss: float, first: float | None) -> bool:
+    """A loss that is not a number, or a hundred times the first one (and above 1)."""
+    return not math.isfinite(loss) or (first is not None and loss > 100 * max(first, 1.0))
 
 
 def build_optimizer(
