@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import threading
+from collections.abc import Generator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +33,7 @@ from .files import collect_images
 from .images import image_size
 from .labels import VOID, LabelClass, check_label_indices, default_classes, read_label, write_label
 from .lock import ProjectLock
+from .progress import Progress, drain
 
 MANIFEST = "project.json"
 FORMAT = "fcn-gui-project"
@@ -376,11 +378,16 @@ class Project:
             self._dirty = True
 
     def remove_class(self, index: int, remap_to: int = VOID) -> None:
-        """Remove class ``index``; its pixels become ``remap_to`` (a remaining class or void).
+        """Remove class ``index``; its pixels become ``remap_to`` (see ``iter_remove_class``)."""
+        drain(self.iter_remove_class(index, remap_to))
+
+    def iter_remove_class(self, index: int, remap_to: int = VOID) -> Generator[Progress, None, None]:
+        """Remove class ``index``, yielding progress per label; its pixels become ``remap_to``
+        (a remaining class or void).
 
         Higher class indices shift down by one in every label. All labels are rewritten into
         a new ``labels.vN+1`` folder and the manifest switches to it in one atomic rename, so
-        a crash leaves either the old project or the new one, never a mix.
+        a crash or a cancel leaves either the old project or the new one, never a mix.
         """
         if len(self.classes) <= 1:
             raise ProjectError("cannot remove the last class", self.root)
@@ -397,23 +404,33 @@ class Project:
             lut[index] = remap_to - 1
         self.flush()
         with self._write_mutex:  # no save may write labels of the old class list meanwhile
-            self._rewrite_without(index, lut)
+            yield from self._rewrite_without(index, lut)
 
-    def _rewrite_without(self, index: int, lut: np.ndarray) -> None:
+    def _rewrite_without(self, index: int, lut: np.ndarray) -> Generator[Progress, None, None]:
         new_classes = [c for i, c in enumerate(self.classes) if i != index]
         version = int(re.sub(r"\D", "", self.labels_dir) or 1) + 1
         new_dir = f"labels.v{version}"
         shutil.rmtree(self.root / new_dir, ignore_errors=True)
-        for entry in self.images:
-            old = self.label_path(entry)
-            if old.exists():
-                label = read_label(old)
-                write_label(self.root / new_dir / old.name, lut[label], new_classes)
-        (self.root / new_dir).mkdir(exist_ok=True)
-        old_dir = self.labels_dir
-        with self._mutex:
-            self.classes, self.labels_dir = new_classes, new_dir
-        self._write_manifest()
+        switched = False
+        try:
+            for done, entry in enumerate(self.images):
+                old = self.label_path(entry)
+                if old.exists():
+                    write_label(self.root / new_dir / old.name, lut[read_label(old)], new_classes)
+                yield Progress(done + 1, len(self.images), f"Rewriting {entry.id}")
+            (self.root / new_dir).mkdir(exist_ok=True)
+            old_dir = self.labels_dir
+            with self._mutex:
+                data = self._manifest_data()
+            data["classes"] = [{"name": c.name, "color": list(c.color)} for c in new_classes]
+            data["labels_dir"] = new_dir
+            self._write_manifest(data)
+            with self._mutex:
+                self.classes, self.labels_dir = new_classes, new_dir
+            switched = True
+        finally:
+            if not switched:  # cancelled or failed: the old project stays as it was
+                shutil.rmtree(self.root / new_dir, ignore_errors=True)
         shutil.rmtree(self.root / old_dir, ignore_errors=True)
         shutil.rmtree(self.root / "predictions", ignore_errors=True)  # kept predictions use old indices
 

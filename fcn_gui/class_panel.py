@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
-from PySide6.QtWidgets import QHBoxLayout, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QColorDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
-from core.labels import LabelClass
+from core.labels import VOID, LabelClass
 
 HOTKEYS = "1234567890"
 
@@ -18,13 +28,16 @@ def swatch(color: tuple[int, int, int], size: int = 16) -> QIcon:
 
 
 class ClassPanel(QWidget):
-    """Emits ``current_changed(index)``; the add/rename/recolour/remove buttons emit requests."""
+    """Emits ``current_changed(index)``. The add/rename/recolour/remove buttons ask the user
+    for the details in a dialog, then emit ``add_requested(name)``,
+    ``rename_requested(index, name)``, ``recolor_requested(index, rgb)`` or
+    ``remove_requested(index, remap_to)`` (``remap_to`` a class index or ``VOID``)."""
 
     current_changed = Signal(int)
-    add_requested = Signal()
-    rename_requested = Signal(int)
-    recolor_requested = Signal(int)
-    remove_requested = Signal(int)
+    add_requested = Signal(str)
+    rename_requested = Signal(int, str)
+    recolor_requested = Signal(int, tuple)
+    remove_requested = Signal(int, int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -47,12 +60,45 @@ class ClassPanel(QWidget):
         layout.addWidget(self.list, 1)
         layout.addLayout(buttons)
         self.list.currentRowChanged.connect(self.current_changed)
-        self.buttons["add"].clicked.connect(self.add_requested)
-        self.buttons["rename"].clicked.connect(lambda: self.rename_requested.emit(self.current()))
-        self.buttons["recolor"].clicked.connect(lambda: self.recolor_requested.emit(self.current()))
-        self.buttons["remove"].clicked.connect(lambda: self.remove_requested.emit(self.current()))
+        self.classes: list[LabelClass] = []
+        self.buttons["add"].clicked.connect(self.ask_add)
+        self.buttons["rename"].clicked.connect(lambda: self.ask_rename(self.current()))
+        self.buttons["recolor"].clicked.connect(lambda: self.ask_recolor(self.current()))
+        self.buttons["remove"].clicked.connect(lambda: self.ask_remove(self.current()))
 
+    # --- the user's requests --------------------------------------------------------------
+    def ask_add(self) -> None:
+        name, ok = QInputDialog.getText(self, "Add class", "Name of the new class:")
+        if ok and name.strip():
+            self.add_requested.emit(name)
+
+    def ask_rename(self, index: int) -> None:
+        name, ok = QInputDialog.getText(self, "Rename class", "New name:", text=self.classes[index].name)
+        if ok:
+            self.rename_requested.emit(index, name)
+
+    def ask_recolor(self, index: int) -> None:
+        cls = self.classes[index]
+        color = QColorDialog.getColor(QColor(*cls.color), self, f"Colour of {cls.name}")
+        if color.isValid():
+            self.recolor_requested.emit(index, (color.red(), color.green(), color.blue()))
+
+    def ask_remove(self, index: int) -> None:
+        name = self.classes[index].name
+        others = ["void (unlabelled)"] + [f"{i}: {c.name}" for i, c in enumerate(self.classes) if i != index]
+        target, ok = QInputDialog.getItem(
+            self, "Remove class", f"Pixels of '{name}' in every label become:", others, 0, False
+        )
+        if not ok:
+            return
+        question = f"Remove '{name}' and rewrite every label? (It runs in the background; Cancel undoes it.)"
+        if QMessageBox.question(self, "Remove class", question) != QMessageBox.StandardButton.Yes:
+            return
+        self.remove_requested.emit(index, VOID if target == others[0] else int(target.split(":")[0]))
+
+    # --- state ---------------------------------------------------------------------------
     def set_classes(self, classes: list[LabelClass], keep: int | None = None) -> None:
+        self.classes = list(classes)
         current = self.current() if keep is None else keep
         self.list.blockSignals(True)
         self.list.clear()

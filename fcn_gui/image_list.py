@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 
 from core.project import STATES, Project
 
+from .runner import Runner
 from .workers import GeneratorThread
 
 THUMB = 64
@@ -56,8 +57,9 @@ class ImageListPanel(QWidget):
 
     activated = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, runner: Runner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._runner = runner
         self.project: Project | None = None
         self.filter = QComboBox()
         self.filter.addItems(["All images", *[s.capitalize() for s in STATES], "Not reviewed"])
@@ -102,14 +104,22 @@ class ImageListPanel(QWidget):
             self.list.addItem(item)
         self.refresh()
         jobs = [(e.id, str(project.image_path(e))) for e in project.images]
-        self._thread = GeneratorThread(lambda: _thumbnails(jobs), "thumbnails", self)
-        self._thread.yielded.connect(lambda pair: self.add_thumbnail(*pair))
-        self._thread.start()
+        thread = self._runner.start(
+            lambda: _thumbnails(jobs),
+            "thumbnails",
+            on_yield=lambda pair: self.add_thumbnail(*pair),
+            on_finished=lambda: self._forget(thread),
+        )
+        self._thread = thread
+
+    def _forget(self, thread: GeneratorThread) -> None:
+        if self._thread is thread:
+            self._thread = None
 
     def stop_thumbnails(self) -> None:
         if self._thread is not None:
             self._thread.cancel()
-            self._thread.wait()
+            self._runner.finish(self._thread)
             self._thread = None
 
     def add_thumbnail(self, image_id: str, image: QImage) -> None:

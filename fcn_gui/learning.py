@@ -49,11 +49,21 @@ class LearningController(QObject):
         session.unreviewed.connect(self._on_unreviewed)
         session.project_changed.connect(self._on_project_changed)
         session.models.ready.connect(lambda *_: self.start_if_ready())
+        session.classes_changed.connect(self._on_classes_changed)
+        self._num_classes = 0
 
     # --- state ---------------------------------------------------------------------------
     @property
     def running(self) -> bool:
         return self._thread is not None
+
+    def history_summary(self) -> tuple[list, str | None, int]:
+        """The kept models, the path of the one in use, and their size on disk (bytes)."""
+        history = self.history()
+        if history is None:
+            return [], None, 0
+        ckpt = self.session.models.checkpoint
+        return history.entries(), str(ckpt) if ckpt else None, history.disk_bytes()
 
     def history(self):
         from core.history import LearningHistory
@@ -91,6 +101,11 @@ class LearningController(QObject):
         with self._changes_lock:
             self._changes.append(("remove", image_id, None))
 
+    def _on_classes_changed(self) -> None:
+        project = self.session.project
+        if self.running and project is not None and len(project.classes) != self._num_classes:
+            self.stop()  # it starts again by itself, with a score layer per class
+
     def _on_project_changed(self) -> None:
         self.stop()
         with self._changes_lock:
@@ -103,6 +118,8 @@ class LearningController(QObject):
         session = self.session
         project = session.project
         if self.running or not self.enabled or project is None or session.models.model is None:
+            return
+        if session.runner.closing:
             return
         if not any(e.state == "reviewed" for e in project.images):
             return
@@ -119,7 +136,7 @@ class LearningController(QObject):
             self._changes = [("add", i, None) for i in reviewed]
         config = self.config or LearnerConfig(device=self.session.models.device)
         config = dataclasses.replace(config, all_orientations=self.all_orientations)
-        num_classes = len(project.classes)
+        num_classes = self._num_classes = len(project.classes)
 
         def work():
             from core.checkpoints import SegmentationModel, load_checkpoint
@@ -155,13 +172,10 @@ class LearningController(QObject):
                 run.close()
                 self._learner = None
 
-        thread = GeneratorThread(work, "learner", self)
-        thread.yielded.connect(self._on_event)
-        thread.error.connect(self._on_error)
-        thread.finished.connect(self._on_thread_finished)
-        self._thread = thread
         self.running_changed.emit(True)
-        thread.start()
+        self._thread = self.session.runner.start(
+            work, "learner", on_yield=self._on_event, on_error=self._on_error, on_finished=self._on_finished
+        )
 
     def _apply_changes(self, project, learner) -> None:
         """On the worker: read the images (and earlier predictions) of queued reviews."""
@@ -194,6 +208,8 @@ class LearningController(QObject):
         from core.learner import Adopted
 
         if isinstance(event, Adopted):
+            # Use it; the session re-predicts the images the user has not touched.
+            self.session.adopt_model(event.model, event.path, event.describe().capitalize())
             self.adopted.emit(event)
             self.history_changed.emit()
             self.event.emit(event)
@@ -207,12 +223,8 @@ class LearningController(QObject):
         self._failed = True
         self.failed.emit(message)
 
-    def _on_thread_finished(self) -> None:
-        thread = self.sender()
-        if thread is not self._thread:
-            return
+    def _on_finished(self) -> None:
         self._thread = None
-        thread.deleteLater()
         self.running_changed.emit(False)
         self.history_changed.emit()
         if not self._failed:
@@ -235,12 +247,9 @@ class LearningController(QObject):
                 self._learner.wake()
 
     def wait(self) -> None:
-        """Block until stopped (quitting)."""
-        thread = self._thread
-        if thread is not None:
-            thread.wait()
-            self._thread = None
-            thread.deleteLater()
+        """Block until stopped."""
+        if self._thread is not None:
+            self.session.runner.finish(self._thread)
 
 
 def _state(history) -> dict:

@@ -8,7 +8,8 @@ from PySide6.QtCore import QObject, Signal
 
 from core.labels import LabelClass
 
-from .workers import GeneratorThread, run_in_thread
+from .runner import Runner
+from .workers import GeneratorThread
 
 
 class ModelManager(QObject):
@@ -22,8 +23,9 @@ class ModelManager(QObject):
     failed = Signal(str)
     loading = Signal(str)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, runner: Runner, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        self._runner = runner
         self.model = None
         self.predictor = None
         self.checkpoint: Path | None = None
@@ -76,17 +78,18 @@ class ModelManager(QObject):
             return model, Predictor(model, device=device, tile=tile), checkpoint
 
         self.loading.emit(text)
-        thread = run_in_thread(work, "model-loader", self)
-        thread.result.connect(self._on_loaded)
-        thread.error.connect(self.failed)
-        thread.finished.connect(lambda: self._forget(thread))
+        thread = self._runner.call(
+            work,
+            "model-loader",
+            on_result=self._on_loaded,
+            on_error=self.failed.emit,
+            on_finished=lambda: self._forget(thread),
+        )
         self._thread = thread
-        thread.start()
 
     def _forget(self, thread: GeneratorThread) -> None:
         if self._thread is thread:
             self._thread = None
-        thread.deleteLater()
 
     def _on_loaded(self, value) -> None:
         self.model, self.predictor, self.checkpoint = value
@@ -96,7 +99,3 @@ class ModelManager(QObject):
         self.tile = tile
         if self.predictor is not None:
             self.predictor.tile = tile
-
-    def wait(self) -> None:
-        if self._thread is not None:
-            self._thread.wait()

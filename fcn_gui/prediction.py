@@ -7,6 +7,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from .runner import Runner
 from .workers import GeneratorThread
 
 
@@ -30,9 +31,10 @@ class PredictionQueue(QObject):
     failed = Signal(str, str)
     idle = Signal()
 
-    def __init__(self, predictor_source, parent: QObject | None = None) -> None:
+    def __init__(self, predictor_source, runner: Runner, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._predictor_source = predictor_source
+        self._runner = runner
         self.pending: list[Job] = []
         self.current: Job | None = None
         self._thread: GeneratorThread | None = None
@@ -65,8 +67,7 @@ class PredictionQueue(QObject):
         """Block until the running job has stopped (used on quit, after ``cancel_all``)."""
         thread = self._thread
         if thread is not None:
-            thread.wait()
-            self._on_finished(thread)
+            self._runner.finish(thread)
 
     def _start_next(self) -> None:
         if self.current is not None:
@@ -85,34 +86,18 @@ class PredictionQueue(QObject):
             image = read_image(job.path)
             return (yield from predictor.iter_predict(image))
 
-        # Bound methods, not closures: Qt queues them to this (GUI) thread reliably.
-        thread = GeneratorThread(work, f"predict-{job.image_id}", self)
-        thread.progress.connect(self.progress)
-        thread.result.connect(self._on_result)
-        thread.error.connect(self._on_error)
-        thread.finished.connect(self._on_thread_finished)
-        self._thread = thread
         self.started.emit(job.image_id)
-        thread.start()
+        self._thread = self._runner.start(
+            work,
+            f"predict-{job.image_id}",
+            on_result=lambda prediction: self.predicted.emit(job, prediction),
+            on_error=lambda message: self.failed.emit(job.image_id, message),
+            on_progress=self.progress.emit,
+            on_finished=self._on_finished,
+        )
 
-    def _on_result(self, prediction) -> None:
-        if self.current is not None:
-            self.predicted.emit(self.current, prediction)
-
-    def _on_error(self, message: str) -> None:
-        if self.current is not None:
-            self.failed.emit(self.current.image_id, message)
-
-    def _on_thread_finished(self) -> None:
-        thread = self.sender()
-        if isinstance(thread, GeneratorThread):
-            self._on_finished(thread)
-
-    def _on_finished(self, thread: GeneratorThread) -> None:
-        if thread is not self._thread:
-            return  # already handled by ``wait``
+    def _on_finished(self) -> None:
         self._thread = None
-        thread.deleteLater()
         self.current = None
         self._start_next()
 

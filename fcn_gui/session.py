@@ -21,16 +21,21 @@ from core.project import Project
 from .document import LabelDocument
 from .model_manager import ModelManager
 from .prediction import Job, PredictionQueue
-from .workers import GeneratorThread, run_in_thread
+from .runner import Runner
 
 CONFIDENCE_CACHE = 16
 
 
 class Session(QObject):
     """Signals: ``project_changed``, ``document_changed(doc)``, ``states_changed``,
-    ``message(text)``, ``error(text)``, ``confirm_replace(job, prediction)``."""
+    ``classes_changed``, ``message(text)``, ``error(text)``, ``confirm_replace(job, prediction)``.
+
+    ``runner`` runs every background job of the app; ``frozen`` names the job (a class
+    removal) that must finish before another image may be opened.
+    """
 
     project_changed = Signal()
+    classes_changed = Signal()
     document_changed = Signal(object)
     states_changed = Signal()
     message = Signal(str)
@@ -45,12 +50,13 @@ class Session(QObject):
         super().__init__(parent)
         self.project: Project | None = None
         self.doc: LabelDocument | None = None
-        self.models = ModelManager(self)
-        self.queue = PredictionQueue(self.usable_predictor, self)
+        self.runner = Runner(self)
+        self.models = ModelManager(self.runner, self)
+        self.queue = PredictionQueue(self.usable_predictor, self.runner, self)
+        self.frozen: str | None = None
         self.predict_ahead = True
         self._confidence: OrderedDict[str, np.ndarray] = OrderedDict()
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fcn-save")
-        self._loader: GeneratorThread | None = None
         self._wanted_id: str | None = None
         self._repredict_on_ready = False
         self.least_confident_next = False
@@ -61,6 +67,7 @@ class Session(QObject):
         )
         self.models.ready.connect(lambda *_: self._on_model_ready())
         self.save_failed.connect(self.error)
+        self.runner.job_failed.connect(self.error)
 
     # --- model --------------------------------------------------------------------------
     def model_mismatch(self) -> str | None:
@@ -107,6 +114,25 @@ class Session(QObject):
         self.models.use(model, Path(path) if path else None)
         self.model_changed.emit(why)
 
+    def switch_device(self, device: str) -> None:
+        """Run the model on ``device`` ("auto", "cpu", "cuda", "mps"): reload it there."""
+        if self.models.device == device:
+            return
+        self.models.device = device
+        self.queue.cancel_all()
+        self.models.load(self.models.checkpoint, self.classes())
+
+    def classes(self):
+        """The open project's classes, else VOC's (for a model built before a project opens)."""
+        from core.labels import default_classes
+
+        return self.project.classes if self.project else default_classes()
+
+    def model_classes(self):
+        """A new project's classes: those of the loaded trained model, else ``None`` (VOC's)."""
+        info = self.models.info
+        return list(info.classes) if info is not None and info.trained else None
+
     def waiting_for_prediction(self) -> bool:
         """Is the image the user looks at being predicted? (Training yields to it; any thread.)"""
         job = self.queue.current
@@ -118,6 +144,9 @@ class Session(QObject):
         self.close_project()
         self.project = project
         self.project_changed.emit()
+        ckpt = project.checkpoint
+        if ckpt and Path(ckpt).exists() and str(self.models.checkpoint) != ckpt:
+            self.models.load(Path(ckpt), project.classes)  # the model its predictions came from
         missing = project.missing_images()
         if missing:
             self.error.emit(
@@ -151,6 +180,9 @@ class Session(QObject):
         """Save the current label, then load ``image_id`` on a worker thread."""
         if self.project is None or (self.doc is not None and self.doc.image_id == image_id):
             return
+        if self.frozen:
+            self.message.emit(f"Wait until {self.frozen} has finished")
+            return
         self.save_current()
         self._wanted_id = image_id
         project = self.project
@@ -171,18 +203,8 @@ class Session(QObject):
             doc.moveToThread(gui_thread)
             return doc
 
-        thread = run_in_thread(load, "image-loader", self)
-        thread.result.connect(self._on_loaded)
-        thread.error.connect(self.error)
-        thread.finished.connect(lambda: self._forget_loader(thread))
-        self._loader = thread
         self.message.emit(f"Opening {entry.id}…")
-        thread.start()
-
-    def _forget_loader(self, thread: GeneratorThread) -> None:
-        if self._loader is thread:
-            self._loader = None
-        thread.deleteLater()
+        self.runner.call(load, "image-loader", on_result=self._on_loaded, on_error=self.error.emit)
 
     def _on_loaded(self, doc: LabelDocument) -> None:
         image_id = doc.image_id
@@ -254,6 +276,13 @@ class Session(QObject):
             "" if entry.changed_fraction is None else f" ({entry.changed_fraction:.1%} of pixels corrected)"
         )
         self.message.emit(f"{entry.id} marked reviewed{changed}")
+
+    def corrections(self) -> list[float]:
+        """The share of pixels the user corrected on each reviewed image, oldest review first."""
+        if self.project is None:
+            return []
+        done = [e for e in self.project.images if e.state == "reviewed" and e.changed_fraction is not None]
+        return [e.changed_fraction for e in sorted(done, key=lambda e: e.modified or "")]
 
     def neighbour(self, step: int) -> str | None:
         """The image before/after the current one; with ``least_confident_next``, Next goes to
@@ -368,10 +397,7 @@ class Session(QObject):
     def shutdown(self) -> None:
         """Cancel work, wait for every thread, save, release the project."""
         self.queue.cancel_all()
-        self.queue.wait()
-        self.models.wait()
-        if self._loader is not None:
-            self._loader.wait()
+        self.runner.shutdown()
         self.close_project()
         self._saver.shutdown(wait=True)
 

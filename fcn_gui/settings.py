@@ -23,26 +23,26 @@ class Settings:
     def __init__(self) -> None:
         self.qsettings = QSettings(str(settings_path()), QSettings.Format.IniFormat)
 
-    def get(self, key: str, default, kind=None):
-        value = self.qsettings.value(key, default)
-        if kind is bool and isinstance(value, str):
-            return value.lower() == "true"
-        try:
-            return kind(value) if kind is not None and value is not None else value
-        except (TypeError, ValueError):
-            return default
+    def get(self, key: str, default, kind: type | None = None):
+        """The stored value of ``key`` converted by Qt to ``kind`` (the INI file holds text)."""
+        if kind is None:
+            return self.qsettings.value(key, default)
+        return self.qsettings.value(key, default, type=kind)
 
     def set(self, key: str, value) -> None:
         self.qsettings.setValue(key, value)
 
     def recent(self) -> list[str]:
-        value = self.qsettings.value("recent", [])
-        items = [value] if isinstance(value, str) else list(value or [])
-        return [p for p in items if p]
+        return [p for p in self.qsettings.value("recent", [], type=list) if p]
 
     def add_recent(self, path: str) -> None:
         items = [p for p in self.recent() if p != path]
         self.qsettings.setValue("recent", [path, *items][:MAX_RECENT])
+
+    def remember_dir(self, path: str) -> None:
+        """Dialogs start next time where the user last opened something."""
+        p = Path(path)
+        self.set("last_dir", str(p if p.is_dir() else p.parent))
 
     def sync(self) -> None:
         self.qsettings.sync()

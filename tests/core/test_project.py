@@ -152,6 +152,27 @@ def test_class_edits_and_removal_remap_every_label(image_folder):
             assert img.getpalette()[3:6] == [1, 2, 3]
 
 
+def test_cancelled_class_removal_leaves_the_project_as_it_was(image_folder):
+    with Project.open_path(image_folder) as project:
+        label = np.full((48, 64), 2, np.uint8)
+        project.set_label(project.images[0], label, "reviewed")
+        project.flush()
+        manifest = (project.root / "project.json").read_bytes()
+        removal = project.iter_remove_class(1)
+        first = next(removal)
+        assert (first.done, first.total) == (1, len(project.images))
+        assert (project.root / "labels.v2").is_dir()  # the rewrite had begun
+        removal.close()  # what Cancel does
+        assert not (project.root / "labels.v2").exists()
+        assert (project.root / "project.json").read_bytes() == manifest
+        assert len(project.classes) == 21 and project.labels_dir == "labels.v1"
+        np.testing.assert_array_equal(project.load_label(project.images[0]), label)
+        project.set_label(project.images[0], label[::-1].copy(), "edited")  # the store still saves
+        project.flush()
+    with Project.open_path(image_folder) as project:
+        assert project.entry(project.images[0].id).state == "edited"
+
+
 CRASHER = textwrap.dedent(
     """
     import os, signal, sys

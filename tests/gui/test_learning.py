@@ -57,7 +57,7 @@ def test_reviews_train_in_the_background_and_better_models_are_used(make_window,
     np.testing.assert_array_equal(project.load_label(project.entry("cell0")), truths[0])
     assert (project.load_label(project.entry("cell1")) == 7).all()  # never replaced
     assert "improved" in panel.improved.text().lower()
-    assert "improved" in window.status["learn"].text().lower()
+    assert "improved" in window.status.fields["learn"].text().lower()
 
     doc = _show(window, qtbot, 2)  # a second review joins the running learner
     doc.write_patch(0, 0, truths[2])
@@ -99,13 +99,13 @@ def test_switching_learning_off_stops_it_and_is_remembered(make_window, tmp_path
 
 def test_next_goes_to_the_least_confident_image(make_window, photo_folder, qtbot):
     window = make_window(photo_folder)
-    window.least_confident.setChecked(True)
+    window.view_panel.least_confident.setChecked(True)
     session = window.session
     wait_idle(qtbot, window)
     qtbot.waitUntil(lambda: len(session.mean_confidence) == 4, timeout=60000)
     current = session.doc.image_id
     others = {k: v for k, v in session.mean_confidence.items() if k != current}
     assert session.neighbour(1) == min(others, key=others.get)
-    window.least_confident.setChecked(False)
+    window.view_panel.least_confident.setChecked(False)
     ids = [e.id for e in session.project.images]
     assert session.neighbour(1) == ids[ids.index(current) + 1]

@@ -36,7 +36,7 @@ def test_brush_paints_and_undo_redo_restore_exact_pixels(make_window, photo_fold
     window = make_window(photo_folder)
     doc = _known_label(window, qtbot, 0)
     window.select_tool("brush")
-    window.brush_size.setValue(5)
+    window.view_panel.brush_size.setValue(5)
     window.set_current_class(15)
     before = doc.label.copy()
     drag(window.canvas, [(10, 20), (30, 20), (40, 25)])
@@ -80,11 +80,11 @@ def test_flood_fill_polygon_picker_and_eraser(make_window, photo_folder, qtbot):
     assert window.current_class == 7
 
     window.select_tool("eraser")
-    window.erase_mode.setCurrentIndex(0)
-    window.brush_size.setValue(3)
+    window.view_panel.erase_mode.setCurrentIndex(0)
+    window.view_panel.brush_size.setValue(3)
     drag(window.canvas, [(w - 10, 10), (w - 10, 12)])
     assert doc.label[11, w - 10] == VOID
-    window.erase_mode.setCurrentIndex(1)
+    window.view_panel.erase_mode.setCurrentIndex(1)
     drag(window.canvas, [(w - 20, 10), (w - 20, 12)])
     assert doc.label[11, w - 20] == 0
     assert doc.undo_stack.count() == 4
@@ -109,7 +109,7 @@ def test_prediction_runs_on_a_worker_while_the_event_loop_keeps_going(make_windo
     assert len(ticks) >= 3  # the GUI thread ran timers while the network worked
     assert (doc.label != VOID).all() and len(np.unique(doc.label)) >= 2
     assert doc.confidence is not None and doc.confidence.shape == doc.label.shape
-    window.unsure.setChecked(True)
+    window.view_panel.unsure.setChecked(True)
     assert window.canvas.unsure_visible
 
 
@@ -125,7 +125,7 @@ def test_cancel_stops_the_queue(make_window, photo_folder, qtbot):
     window.cancel_work()
     wait_idle(qtbot, window)
     assert sum(e.state == "predicted" for e in session.project.images) <= 1
-    assert window.progress.isHidden()
+    assert window.status.progress.isHidden()
 
 
 def test_switching_images_autosaves_the_edit(make_window, photo_folder, qtbot):
@@ -153,7 +153,7 @@ def test_mark_reviewed_records_the_correction(make_window, photo_folder, qtbot):
     wait_idle(qtbot, window)
     doc = window.session.doc
     window.select_tool("brush")
-    window.brush_size.setValue(9)
+    window.view_panel.brush_size.setValue(9)
     window.set_current_class(9)
     drag(window.canvas, [(5, 5), (40, 5)])
     window.act["reviewed"].trigger()
@@ -181,11 +181,15 @@ def test_unreadable_image_shows_an_error_and_the_app_keeps_working(make_window, 
 
 def test_settings_persist_between_runs(make_window, photo_folder, qtbot):
     first = make_window(photo_folder)
-    first.brush_size.setValue(33)
-    first.opacity.setValue(70)
+    first.view_panel.brush_size.setValue(33)
+    first.view_panel.opacity.setValue(70)
+    first.view_panel.erase_mode.setCurrentIndex(1)
+    first.view_panel.least_confident.setChecked(True)
     first.close()
     second = make_window(None)
-    assert second.tools["brush"].size == 33 and second.opacity.value() == 70
+    assert second.tools["brush"].size == 33 and second.view_panel.opacity.value() == 70
+    assert not second.tools["eraser"].to_void and second.view_panel.erase_mode.currentIndex() == 1
+    assert second.session.least_confident_next
     assert str(photo_folder / "fcn-gui-project") in second.settings.recent()
 
 

@@ -1,0 +1,81 @@
+"""Class edits of the open project: add, rename and recolour at once; removal in the background.
+
+Removing a class rewrites every label, which takes a while on a large project: it runs as a
+visible job (progress in the status bar, Cancel undoes it) and no image can be opened until
+it ends. The project switches to the new labels in one atomic step (``Project.iter_remove_class``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject
+
+from core.errors import FcnGuiError
+from core.project import Project
+
+
+class ClassEditor(QObject):
+    """Applies the class panel's requests to ``session.project`` and announces the result
+    through ``session.classes_changed`` (or ``session.error``)."""
+
+    def __init__(self, session, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+
+    def add(self, name: str) -> None:
+        self._edit(lambda p: p.add_class(name))
+
+    def rename(self, index: int, name: str) -> None:
+        self._edit(lambda p: p.rename_class(index, name))
+
+    def recolor(self, index: int, color: tuple[int, int, int]) -> None:
+        self._edit(lambda p: p.recolor_class(index, color))
+
+    def _edit(self, change: Callable[[Project], object]) -> None:
+        project = self.session.project
+        if project is None:
+            self.session.error.emit("Open a project first: classes belong to a project.")
+            return
+        try:
+            change(project)
+        except FcnGuiError as exc:
+            self.session.error.emit(str(exc))
+            return
+        self._announce()
+
+    def remove(self, index: int, remap_to: int) -> None:
+        """Remove class ``index`` (its pixels become ``remap_to``) on a background job."""
+        session, project = self.session, self.session.project
+        if project is None or session.frozen:
+            return
+        name = project.classes[index].name
+        session.queue.cancel_all()
+        session.queue.wait()
+        current = session.doc.image_id if session.doc else None
+        session.save_and_wait()
+        session.frozen = f"the removal of class '{name}'"
+        session.doc = None
+        session.document_changed.emit(None)
+
+        def finished() -> None:
+            session.frozen = None
+            self._announce()
+            if current is not None and session.project is project:
+                session.show_image(current)
+
+        session.runner.start(
+            lambda: project.iter_remove_class(index, remap_to),
+            f"Removing class '{name}'",
+            on_result=lambda _: session.message.emit(f"Removed class '{name}'"),
+            on_error=session.error.emit,
+            on_finished=finished,
+            visible=True,
+        )
+
+    def _announce(self) -> None:
+        session = self.session
+        if session.doc is not None:
+            session.doc.set_classes(session.project.classes)
+        session.save_async()
+        session.classes_changed.emit()
