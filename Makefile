@@ -30,10 +30,12 @@ run: $(VENV)/.installed
 ## test: create .venv if needed, install with test extras, lint and run every test offscreen
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 ## dist: standalone one-folder build in dist/fcn-gui (several minutes)
 dist: $(VENV)/.installed-dist
