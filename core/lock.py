@@ -1,4 +1,9 @@
-"""A lock file that keeps two fcn-gui instances from writing one project."""
+"""The lock that keeps two fcn-gui instances from writing one project.
+
+``.lock`` is an OS file lock (``filelock``): the operating system releases it when its process
+ends, even by a crash or ``kill -9``, so there is no stale lock to detect or delete by hand.
+``.lock.owner`` names the holder (pid, host) for the message another instance shows.
+"""
 
 from __future__ import annotations
 
@@ -8,75 +13,57 @@ import socket
 import time
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from .errors import ProjectError
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return os.name != "posix"  # on Windows os.kill(pid, 0) is not a probe; assume alive
-    return True
-
-
 class ProjectLock:
-    """``.lock`` in the project folder, holding the owner's pid and host.
-
-    A lock left by a process that no longer runs on this host is taken over.
-    """
+    """Held from ``acquire`` to ``release`` (or until the process ends)."""
 
     def __init__(self, root: Path) -> None:
         self.path = root / ".lock"
-        self.held = False
+        self.owner_path = root / ".lock.owner"
+        self._lock = FileLock(self.path, thread_local=False)
+
+    @property
+    def held(self) -> bool:
+        return self._lock.is_locked
 
     def acquire(self) -> None:
+        """Take the lock at once, or raise ``ProjectError`` naming who holds it."""
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise ProjectError(self._held_by(), self.path.parent) from None
+        except OSError as exc:
+            raise ProjectError(
+                f"cannot lock the project ({exc.strerror}); if the folder is read-only, "
+                "copy the project somewhere you can write",
+                self.path.parent,
+            ) from exc
         me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-        for _attempt in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                same_host = owner.get("host") == me["host"]
-                if owner.get("pid") == me["pid"] and same_host:
-                    raise ProjectError(
-                        "this project is already open in this window; close it first", self.path.parent
-                    ) from None
-                half_written = not owner and time.time() - self._mtime() > 5
-                if half_written or (same_host and not _pid_alive(int(owner.get("pid", -1)))):
-                    self.path.unlink(missing_ok=True)  # stale: its owner crashed
-                    continue
-                raise ProjectError(
-                    f"the project is open in another fcn-gui (pid {owner.get('pid')} on "
-                    f"{owner.get('host')}); close that one first, or delete {self.path} if it crashed",
-                    self.path.parent,
-                ) from None
-            except PermissionError as exc:
-                raise ProjectError(
-                    "the project folder is read-only; copy the project somewhere you can write",
-                    self.path.parent,
-                ) from exc
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            self.held = True
-            return
-
-    def _owner(self) -> dict:
         try:
-            return json.loads(self.path.read_text())
+            self.owner_path.write_text(json.dumps(me))  # advisory: a torn read only blurs the message
+        except OSError as exc:  # the folder is read-only (the lock file itself was already there)
+            self._lock.release()
+            raise ProjectError(
+                f"cannot write in the project folder ({exc.strerror}); copy the project somewhere "
+                "you can write (it is read-only here)",
+                self.path.parent,
+            ) from exc
+
+    def _held_by(self) -> str:
+        try:
+            owner = json.loads(self.owner_path.read_text())
         except (OSError, ValueError):
-            return {}
-
-    def _mtime(self) -> float:
-        try:
-            return self.path.stat().st_mtime
-        except OSError:
-            return 0.0
+            owner = {}
+        if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+            return "this project is already open in this window; close it first"
+        who = f"pid {owner['pid']} on {owner.get('host')}" if "pid" in owner else "starting up"
+        return f"the project is open in another fcn-gui ({who}); close that one first"
 
     def release(self) -> None:
         if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
+            self.owner_path.unlink(missing_ok=True)
+            self._lock.release()

@@ -73,6 +73,7 @@ class Project:
     _lock: ProjectLock | None = field(default=None, repr=False)
     _mutex: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _write_mutex: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _saved: dict | None = field(default=None, repr=False)  # the manifest as last written or read
 
     # --- opening and closing -------------------------------------------------------------
     @classmethod
@@ -112,6 +113,7 @@ class Project:
             raise ProjectError(
                 f"the manifest is malformed ({exc}); restore {MANIFEST} from a backup", root / MANIFEST
             ) from exc
+        project._saved = data
         project._acquire()
         project._remove_stale_label_dirs()
         return project
@@ -291,6 +293,11 @@ class Project:
                 pending = dict(self._pending)
                 paths = {i: self.label_path(self.entry(i)) for i in pending}
                 classes = list(self.classes)
+                saved = self._saved
+            if pending and saved is not None and len(classes) > len(saved["classes"]):
+                # Labels may use the new classes: the manifest must list them before any label
+                # does, or a crash in between leaves labels the old manifest cannot read.
+                self._write_manifest({**saved, "classes": _classes_data(classes)})
             written = []
             for image_id, label in pending.items():
                 try:
@@ -316,7 +323,7 @@ class Project:
         return {
             "format": FORMAT,
             "version": VERSION,
-            "classes": [{"name": c.name, "color": list(c.color)} for c in self.classes],
+            "classes": _classes_data(self.classes),
             "labels_dir": self.labels_dir,
             "checkpoint": self.checkpoint,
             "images": [asdict(e) for e in self.images],
@@ -326,6 +333,7 @@ class Project:
         data = self._manifest_data() if data is None else data
         try:
             atomic_write_text(self.root / MANIFEST, json.dumps(data, indent=1) + "\n")
+            self._saved = data
         except OSError as exc:
             with self._mutex:
                 self._dirty = True
@@ -422,7 +430,7 @@ class Project:
             old_dir = self.labels_dir
             with self._mutex:
                 data = self._manifest_data()
-            data["classes"] = [{"name": c.name, "color": list(c.color)} for c in new_classes]
+            data["classes"] = _classes_data(new_classes)
             data["labels_dir"] = new_dir
             self._write_manifest(data)
             with self._mutex:
@@ -439,6 +447,10 @@ class Project:
         for d in self.root.glob("labels.v*"):
             if d.is_dir() and d.name != self.labels_dir:
                 shutil.rmtree(d, ignore_errors=True)
+
+
+def _classes_data(classes: list[LabelClass]) -> list[dict]:
+    return [{"name": c.name, "color": list(c.color)} for c in classes]
 
 
 def _read_manifest(path: Path) -> dict:

@@ -268,7 +268,8 @@ class Session(QObject):
         entry = self.project.entry(doc.image_id)
         predicted = self.project.load_prediction(entry)
         if predicted is not None and predicted.shape == doc.label.shape:
-            entry.changed_fraction = float(np.mean(predicted != doc.label))
+            changed = float(np.mean(predicted != doc.label))
+            self.project.set_state(entry, entry.state, changed_fraction=changed)
         self.save_current(state="reviewed")
         self.states_changed.emit()
         self.reviewed.emit(entry.id, doc.label.copy())

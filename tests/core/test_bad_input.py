@@ -63,7 +63,7 @@ RUNTIME = [
     ("train {voc} --output {ckpt} --init imagenet --download", "cannot download vgg16"),
     ("train {voc} --output {ckpt} --init imagenet", "vgg16-397923af.pth"),
     ("train {void_voc} --output {ckpt} --init none --crop 32 --batch-size 1 --workers 0", "labelled pixel"),
-    ("export {locked} --out {out}", "lock"),
+    ("export {locked} --out {out}", "open in another fcn-gui"),
     ("segment {img} --out {readonly}", "read-only"),
     ("segment {img} --out {full} --overwrite", "No space left"),
 ]

@@ -43,18 +43,26 @@ def test_image_folder_becomes_a_project_and_reopens(image_folder):
     assert manifest["version"] == 1 and manifest["format"] == "fcn-gui-project"
 
 
-def test_second_instance_is_refused_and_stale_lock_taken_over(image_folder):
+def test_second_instance_is_refused_and_a_killed_owner_releases_the_lock(image_folder):
     project = Project.open_path(image_folder)
     code = f"from core.project import Project; Project.open_path({str(image_folder)!r})"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode != 0 and "open in another fcn-gui" in result.stderr
+    assert result.returncode != 0
+    assert f"open in another fcn-gui (pid {os.getpid()} on " in result.stderr  # names the holder
+    with pytest.raises(ProjectError, match="already open in this window"):
+        Project.open(project.root)
     project.close()
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    lock = project.root / ".lock"
-    lock.write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename}))
-    Project.open(project.root).close()
-    assert not lock.exists()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code.replace("Project.open_path", "p = Project.open_path")
+         + "; import time; print('open', flush=True); time.sleep(60)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "open"
+    with pytest.raises(ProjectError, match=f"pid {holder.pid} on"):
+        Project.open(project.root)
+    holder.kill()
+    holder.wait()
+    Project.open(project.root).close()  # at once: the system released the dead process's lock
 
 
 def test_autosave_writes_only_what_changed(image_folder):
@@ -212,6 +220,23 @@ def test_kill_at_each_stage_of_a_save_keeps_a_readable_project(image_folder, kil
         if kill_at == 1:
             assert int(label[0, 0]) == 2
     assert len(read_label(project.label_path(entry)).ravel()) == 48 * 64
+
+
+@pytest.mark.parametrize("kill_at", [1, 2, 3, 4, 5, 6])
+def test_kill_while_saving_a_label_of_a_new_class_keeps_every_label_readable(image_folder, kill_at):
+    with Project.open_path(image_folder) as project:
+        root = project.root
+    code = CRASHER.replace(
+        "entry = project.images[0]",
+        "entry = project.images[0]\nproject.add_class('nucleus')",
+    ).replace("np.full((48, 64), 7, np.uint8)", "np.full((48, 64), 21, np.uint8)")
+    # fsync calls: the manifest with the new class (file, folder), then label, manifest.
+    result = subprocess.run([sys.executable, "-c", code, str(root), str(kill_at)], cwd=ROOT)
+    assert result.returncode == -signal.SIGKILL
+    with Project.open(root) as project:
+        label = project.load_label(project.images[0])  # never "values [21] are not classes"
+        assert label is None or (label == 21).all()
+        assert label is None or project.classes[21].name == "nucleus"
 
 
 def test_kill_during_class_removal_keeps_the_old_project(image_folder, tmp_path):
