@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.checkpoints import ModelInfo, new_model, save_checkpoint  # noqa: E402
-from core.devices import PRECISION_CHOICES, choose_device, describe_device, inference_dtype  # noqa: E402
+from core.choices import PRECISION_CHOICES  # noqa: E402
+from core.devices import choose_device, describe_device, inference_dtype  # noqa: E402
 from core.flops import count_flops  # noqa: E402
 from core.models import build_model  # noqa: E402
 from core.predict import Predictor  # noqa: E402

@@ -29,9 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 from core.datasets import Sample, SegmentationDataset, TrainData, train_transform  # noqa: E402
 from core.devices import choose_device, describe_device  # noqa: E402
+from core.evaluate import confusion, sample_pairs  # noqa: E402
 from core.images import read_image  # noqa: E402
 from core.labels import VOID, classes_from_names, write_label  # noqa: E402
-from core.train import TrainConfig, Trainer, confusion_on  # noqa: E402
+from core.train import TrainConfig, Trainer  # noqa: E402
 
 
 def nuclei_samples(folder: Path, size: int) -> list[Sample]:
@@ -187,7 +188,8 @@ def main() -> None:
             trainer = Trainer(config, train_data)
             for _ in trainer.run():
                 pass
-            meter = confusion_on(trainer.model.module, held_out, trainer.model.info, device)
+            info = trainer.model.info
+            meter = confusion(trainer.model.module, sample_pairs(held_out, info.num_classes), info, device)
             print(f"  {n} reviewed crop(s): foreground IoU {meter.scores().per_class_iou[1]:.3f}")
 
 

@@ -219,10 +219,9 @@ def import_state_dict(path: str | Path) -> SegmentationModel:
         state = caffe_fcn_state(state)
         keys = set(state)
         n = state["score.weight"].shape[0]
-        classes = default_classes() if n == 21 else classes_from_names([f"class {i}" for i in range(n)])
         variant = next(v for v, final in CAFFE_FINAL.items() if f"{final}.weight" in keys)
         info = ModelInfo(
-            variant, "vgg16", classes, mean=CAFFE_MEAN_RGB, std=CAFFE_STD, trained=True,
+            variant, "vgg16", _classes_for(n), mean=CAFFE_MEAN_RGB, std=CAFFE_STD, trained=True,
             source=f"FCN paper weights ({path.name})", geometry="caffe",
         )  # fmt: skip
         module = build_model(variant, num_classes=n, geometry="caffe")
@@ -240,19 +239,10 @@ def import_state_dict(path: str | Path) -> SegmentationModel:
         state = _torchvision_fcn_state(state)
         backbone = "resnet101" if any(k.startswith("net.backbone.layer3.22") for k in state) else "resnet50"
         n = state["net.classifier.4.weight"].shape[0]
-        classes = default_classes() if n == 21 else classes_from_names([f"class {i}" for i in range(n)])
-        info = ModelInfo("fcn8s", backbone, classes, trained=True, source=f"torchvision {path.name}")
+        info = ModelInfo("fcn8s", backbone, _classes_for(n), trained=True, source=f"torchvision {path.name}")
     elif "fc6.weight" in keys and "score.weight" in keys:
-        variant = (
-            "fcn8s"
-            if "score_pool3.weight" in keys
-            else "fcn16s"
-            if "score_pool4.weight" in keys
-            else "fcn32s"
-        )
         n = state["score.weight"].shape[0]
-        classes = default_classes() if n == 21 else classes_from_names([f"class {i}" for i in range(n)])
-        info = ModelInfo(variant, "vgg16", classes, trained=True, source=path.name)
+        info = ModelInfo(_vgg_variant(keys), "vgg16", _classes_for(n), trained=True, source=path.name)
     else:
         raise CheckpointError(
             "unrecognised state dict (expected torchvision VGG16, FCN-ResNet50/101 or an fcn-gui FCN)", path
@@ -316,16 +306,19 @@ def _load_state(
     )
 
 
+def _vgg_variant(keys: set[str]) -> str:
+    """Which of our VGG16 FCNs a state dict is, from its skip-score layers."""
+    return "fcn8s" if "score_pool3.weight" in keys else "fcn16s" if "score_pool4.weight" in keys else "fcn32s"
+
+
+def _classes_for(n: int) -> list:
+    """VOC's classes for a 21-class state dict, else numbered ones (a .pth has no names)."""
+    return default_classes() if n == 21 else classes_from_names([f"class {i}" for i in range(n)])
+
+
 def _describe_state(state: dict[str, torch.Tensor]) -> str:
     if "score.weight" in state:
-        variant = (
-            "fcn8s"
-            if "score_pool3.weight" in state
-            else "fcn16s"
-            if "score_pool4.weight" in state
-            else "fcn32s"
-        )
-        return f"{variant}/vgg16 with {state['score.weight'].shape[0]} classes"
+        return f"{_vgg_variant(set(state))}/vgg16 with {state['score.weight'].shape[0]} classes"
     if "net.classifier.4.weight" in state:
         return f"an FCN-ResNet with {state['net.classifier.4.weight'].shape[0]} classes"
     return f"{len(state)} tensors of an unknown model"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .choices import BACKBONES, PRECISION_CHOICES, VARIANTS
 from .errors import FcnGuiError
 from .limits import LIMITS, check_overlap
 
@@ -105,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--output", required=True, type=Path, help="best checkpoint (.safetensors); FILE.last too"
     )
-    tr.add_argument("--variant", default="fcn8s", choices=("fcn32s", "fcn16s", "fcn8s"))
-    tr.add_argument("--backbone", default="vgg16", choices=("vgg16", "resnet50", "resnet101"))
+    tr.add_argument("--variant", default="fcn8s", choices=VARIANTS)
+    tr.add_argument("--backbone", default="vgg16", choices=BACKBONES)
     tr.add_argument("--init", default="imagenet", help="CHECKPOINT, imagenet, voc (ResNet) or none")
     tr.add_argument("--download", action="store_true", help="allow downloading pretrained weights")
     tr.add_argument("--classes", type=Path, help="class list file (one name per line)")
@@ -158,14 +159,14 @@ def _limit(name: str):
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, help="fcn-gui .safetensors or torchvision .pth weights")
-    p.add_argument("--variant", default="fcn8s", choices=("fcn32s", "fcn16s", "fcn8s"))
-    p.add_argument("--backbone", default="vgg16", choices=("vgg16", "resnet50", "resnet101"))
+    p.add_argument("--variant", default="fcn8s", choices=VARIANTS)
+    p.add_argument("--backbone", default="vgg16", choices=BACKBONES)
 
 
 def _precision_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16"),  # core.devices.PRECISION_CHOICES; not imported: it loads torch
+        choices=PRECISION_CHOICES,
         default="auto",
         help="auto: half precision on CUDA, bf16 on CPUs where it measures faster (AMX), else fp32",
     )
@@ -430,23 +431,18 @@ def cmd_export_model(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     """``fcn-gui eval``: the FCN metrics of a checkpoint on a data split."""
     from .checkpoints import load_checkpoint
-    from .datasets import SegmentationDataset, TrainData
+    from .datasets import TrainData
     from .devices import choose_device
-    from .metrics import ConfusionMeter
-    from .predict import Predictor
+    from .evaluate import confusion, sample_pairs
 
     data = TrainData.from_path(args.data, val_fraction=args.val_fraction, seed=args.seed)
     samples = {"val": data.val, "train": data.train, "all": data.train + data.val}[args.split]
     if not samples:
         raise FcnGuiError(f"the {args.split} split is empty; use --split all", args.data)
-    model = load_checkpoint(args.checkpoint, num_classes=len(data.classes))
-    predictor = Predictor(model, device=choose_device(args.device), precision=args.precision)
-    dataset = SegmentationDataset(samples, len(data.classes), transform=None)
-    meter = ConfusionMeter(len(data.classes))
-    for i in range(len(dataset)):
-        image, mask = dataset.load(i)
-        prediction = predictor.predict(image.permute(1, 2, 0).numpy())
-        meter.update(prediction.label, mask.numpy())
+    device = choose_device(args.device)
+    model = load_checkpoint(args.checkpoint, num_classes=len(data.classes), device=device)
+    pairs = sample_pairs(samples, len(data.classes))
+    meter = confusion(model.module, pairs, model.info, device, args.precision)
     scores = meter.scores().as_dict()
     scores["per_class_iou"] = dict(zip([c.name for c in data.classes], scores["per_class_iou"], strict=True))
     scores["images"] = len(samples)

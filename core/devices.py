@@ -10,10 +10,8 @@ import time
 
 import torch
 
+from .choices import DEVICE_CHOICES, PRECISION_CHOICES
 from .errors import DeviceError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-PRECISION_CHOICES = ("auto", "fp32", "bf16")
 
 
 def mps_available() -> bool:

@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError, ImageTooLargeError
 
@@ -29,7 +29,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
     path = Path(path)
     with _open(path) as img:
         w, h = img.size
-        if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+        if img.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8):
             w, h = h, w
         return w, h
 

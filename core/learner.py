@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -27,10 +28,10 @@ import numpy as np
 import torch
 
 from .checkpoints import SegmentationModel
-from .devices import choose_device, prepare_device, training_autocast, training_precision_name
+from .devices import choose_device, prepare_device, training_precision_name
+from .evaluate import confusion
 from .history import LearningHistory
 from .metrics import ConfusionMeter
-from .models import forward_scaled
 from .progress import Progress
 from .sampling import CropSampler, Example, object_scale
 from .train import StepRunner, TrainingError, build_optimizer, diverged, freeze, set_dropout
@@ -203,21 +204,9 @@ class ContinuousLearner:
 
     # --- scoring -------------------------------------------------------------------------
     def _confusion(self, net: torch.nn.Module, examples: list[Example], scale: float) -> ConfusionMeter:
-        info = self.model.info
-        meter = ConfusionMeter(info.num_classes)
-        mean = torch.tensor(info.mean).view(1, 3, 1, 1)
-        std = torch.tensor(info.std).view(1, 3, 1, 1)
-        was_training = net.training
-        net.eval()
-        with torch.inference_mode(), training_autocast(self.device, self.config.precision):
-            for e in examples:
-                image, label = _central(e.image, EVAL_SIDE), _central(e.label, EVAL_SIDE)
-                x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
-                x = ((x / 255 - mean) / std).to(self.device)
-                pred = forward_scaled(net, x, scale).argmax(1)[0].to("cpu", torch.uint8).numpy()
-                meter.update(pred, label)
-        net.train(was_training)
-        return meter
+        info = dataclasses.replace(self.model.info, scale=scale)
+        pairs = ((_central(e.image, EVAL_SIDE), _central(e.label, EVAL_SIDE)) for e in examples)
+        return confusion(net, pairs, info, self.device, self.config.precision)
 
     def _score(self, net: torch.nn.Module, heldout: list[Example], scale: float) -> float:
         return float(self._confusion(net, heldout, scale).scores().mean_iou)

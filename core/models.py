@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-VARIANTS = ("fcn32s", "fcn16s", "fcn8s")
-BACKBONES = ("vgg16", "resnet50", "resnet101")
+from .choices import BACKBONES, VARIANTS
+
 # "ours": conv1 padding 1, FC6 padding 3, bilinear final upsampling, outputs cropped at 0.
 # "caffe": the FCN paper's released models (converted by torchfcn): 100 px of padding at
 # conv1_1, FC6 unpadded, learnt final upsampling, skip scores cropped at fixed offsets, and
@@ -243,7 +243,7 @@ def build_model(
         raise ValueError(f"num_classes must be between 1 and 255 (255 is void), got {num_classes}")
     if backbone == "vgg16":
         return FCN(variant, num_classes, geometry=geometry)
-    if backbone in ("resnet50", "resnet101"):
+    if backbone in BACKBONES[1:]:
         if variant != "fcn8s":
             raise ValueError(
                 f"the {backbone} backbone is torchvision's dilated FCN with output stride 8; "

@@ -22,13 +22,13 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from .checkpoints import ModelInfo, SegmentationModel, load_checkpoint, new_model, save_checkpoint
-from .datasets import SegmentationDataset, TrainData, eval_transform, train_transform
-from .devices import autocast, choose_device, prepare_device, training_autocast
+from .datasets import SegmentationDataset, TrainData, train_transform
+from .devices import choose_device, prepare_device, training_autocast
 from .errors import FcnGuiError
+from .evaluate import confusion, sample_pairs
 from .files import distributed_rank, output_folder
 from .labels import VOID
-from .metrics import ConfusionMeter
-from .models import forward_scaled, replace_classifier
+from .models import replace_classifier
 from .progress import Progress
 
 MAX_EMPTY_BATCHES = 50  # in a row, before training gives up instead of looping for ever
@@ -92,8 +92,9 @@ def last_path(output: Path) -> Path:
     return output.with_name(output.stem + ".last" + (output.suffix or ".safetensors"))
 
 
-def _optimizer_path(output: Path) -> Path:
-    return output.with_name(output.stem + ".last.optim.pt")
+def optimizer_path(checkpoint: Path) -> Path:
+    """The sibling of a saved ``checkpoint`` that holds its optimizer state (to resume from)."""
+    return checkpoint.with_name(checkpoint.stem + ".optim.pt")
 
 
 def start_model(config: TrainConfig, data: TrainData) -> SegmentationModel:
@@ -151,9 +152,7 @@ class Trainer:
             per_epoch = math.ceil(len(data.train) / (config.batch_size * self.world))
             self.steps = config.epochs * max(1, per_epoch)
         total = max(self.steps, 1)
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: (1 - min(s, total) / total) ** 0.9
-        )
+        self.schedule = torch.optim.lr_scheduler.PolynomialLR(self.opt, total_iters=total, power=0.9)
         self.output = Path(config.output)
         self.step, self.best_miou, self.history = 0, None, []
         if config.resume and last_path(self.output).exists():
@@ -200,7 +199,7 @@ class Trainer:
         files = {
             self.output: weights,
             last_path(self.output): weights,
-            _optimizer_path(self.output): weights * moments,
+            optimizer_path(last_path(self.output)): weights * moments,
         }
         replaced = sum(p.stat().st_size for p in files if p.exists())
         needed = sum(files.values()) + max(files.values()) - replaced  # + one temporary file while replacing
@@ -215,11 +214,12 @@ class Trainer:
     def _resume(self) -> None:
         last = load_checkpoint(last_path(self.output), num_classes=self.model.info.num_classes)
         self.model.module.load_state_dict(last.module.state_dict())
-        state_file = _optimizer_path(self.output)
+        state_file = optimizer_path(last_path(self.output))
         if state_file.exists():
             state = torch.load(state_file, map_location=self.device, weights_only=True)
             self.opt.load_state_dict(state["optimizer"])
             self.schedule.load_state_dict(state["schedule"])
+            self.schedule.total_iters = max(self.steps, 1)  # a resumed run may go on for longer
         t = last.info.training
         self.step, self.best_miou = int(t.get("steps", 0)), t.get("best_val_miou")
         self.history = list(t.get("history", []))
@@ -285,8 +285,9 @@ class Trainer:
                     if self.step % c.val_every == 0 or done:
                         if self.data.val:
                             val = evaluate_model(
-                                self.net, self.data, self.model.info, self.device, self.rank, self.world
-                            )
+                                self.net, self.data, self.model.info, self.device, self.rank, self.world,
+                                self.config.precision,
+                            )  # fmt: skip
                             self.net.train()
                         self.history.append({"step": self.step, "loss": value, "val_miou": val})
                         self._checkpoint(val)
@@ -404,7 +405,7 @@ def _save(rank: int, path: Path, model: SegmentationModel, training: dict, opt=N
     if opt is not None:
         from .atomic import atomic_path
 
-        with atomic_path(path.with_name(path.name.removesuffix(".safetensors") + ".optim.pt")) as tmp:
+        with atomic_path(optimizer_path(path)) as tmp:
             torch.save({"optimizer": opt.state_dict(), "schedule": schedule.state_dict()}, tmp)
 
 
@@ -415,25 +416,13 @@ def evaluate_model(
     device: torch.device,
     rank: int = 0,
     world: int = 1,
+    precision: str = "fp32",
 ) -> float:
     """Mean IoU of ``net`` on ``data.val`` (whole images); summed over ranks when distributed."""
-    meter = confusion_on(net, data.val[rank::world], info, device)
+    pairs = sample_pairs(data.val[rank::world], info.num_classes)
+    meter = confusion(net, pairs, info, device, precision)
     if world > 1 and dist.is_initialized():
         t = torch.from_numpy(meter.matrix).to(device if device.type == "cuda" else "cpu")
         dist.all_reduce(t)
         meter.matrix = t.cpu().numpy()
     return meter.scores().mean_iou
-
-
-def confusion_on(net, samples, info: ModelInfo, device) -> ConfusionMeter:
-    """The confusion matrix of ``net``'s predictions on ``samples`` (whole images)."""
-    meter = ConfusionMeter(info.num_classes)
-    dataset = SegmentationDataset(samples, info.num_classes, eval_transform(info.mean, info.std))
-    net.eval()
-    with torch.inference_mode():
-        for i in range(len(dataset)):
-            image, mask = dataset[i]
-            with autocast(device):
-                logits = forward_scaled(net, image.unsqueeze(0).to(device), info.scale)
-            meter.update(logits.argmax(1)[0].cpu().numpy().astype(np.uint8), mask.numpy().astype(np.uint8))
-    return meter

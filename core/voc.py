@@ -19,13 +19,13 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
+from PIL import ExifTags, Image
 
 from .atomic import atomic_path, atomic_write_text
 from .errors import DatasetError, LabelError
 from .files import output_folder
 from .images import image_size, read_image
-from .labels import LabelClass, classes_from_names, default_classes, palette_for, read_label, write_label
+from .labels import LabelClass, default_classes, palette_for, read_class_file, read_label, write_label
 from .progress import Progress
 from .project import Project, safe_id
 
@@ -123,7 +123,7 @@ def _write_image(source: Path, dest: Path, image_format: str) -> None:
 
 def _orientation(path: Path) -> int | None:
     with Image.open(path) as img:
-        return img.getexif().get(0x0112)
+        return img.getexif().get(ExifTags.Base.Orientation)
 
 
 def find_voc_root(path: str | Path) -> Path:
@@ -198,12 +198,7 @@ def _renamed(project: Project, current: str, wanted: str) -> str:
 
 def dataset_classes(root: Path) -> list[LabelClass]:
     names_file = root / "class_names.txt"
-    if names_file.exists():
-        names = [n.strip() for n in names_file.read_text(encoding="utf-8").splitlines() if n.strip()]
-        if len(set(names)) != len(names):
-            raise DatasetError("class_names.txt repeats a name; each class must be unique", names_file)
-        return classes_from_names(names)
-    return default_classes()
+    return read_class_file(names_file) if names_file.exists() else default_classes()
 
 
 def _dataset_ids(root: Path) -> list[str]:

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.choices import DEVICE_CHOICES
 from core.limits import LIMITS
 
 
@@ -38,7 +39,7 @@ class ModelPanel(QWidget):
         )
         self.warning.hide()
         self.device = QComboBox()
-        self.device.addItems(["auto", "cpu", "cuda", "mps"])
+        self.device.addItems(DEVICE_CHOICES)
         self.device.setToolTip("auto picks CUDA, then Apple MPS, then the CPU")
         tile = LIMITS["tile"]
         self.tile = QSpinBox()

@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.models import FCN, VARIANTS, bilinear_kernel, build_model, count_parameters, replace_classifier
+from core.choices import VARIANTS
+from core.models import FCN, bilinear_kernel, build_model, count_parameters, replace_classifier
 
 
 @pytest.fixture(scope="module")

@@ -112,12 +112,18 @@ def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(nuclei_voc, tmp
     assert (tmp_path / "model.safetensors").read_bytes() == good
 
 
-def test_resume_continues_from_the_last_checkpoint(nuclei_voc, tmp_path):
+@pytest.mark.parametrize("name", ["model.safetensors", "model.ckpt"])
+def test_resume_continues_from_the_last_checkpoint_and_its_optimizer_state(nuclei_voc, tmp_path, name):
     data = TrainData.from_voc(nuclei_voc)
-    drain(train(config(tmp_path, steps=2, val_every=2), data))
-    assert read_info(last_path(tmp_path / "model.safetensors")).training["steps"] == 2
-    events, _ = run_generator(train(config(tmp_path, steps=3, val_every=10, resume=True), data))
+    output = tmp_path / name
+    drain(train(config(tmp_path, output=output, steps=2, val_every=2), data))
+    assert read_info(last_path(output)).training["steps"] == 2
+    assert [p.name for p in tmp_path.glob("*.optim.pt")] == ["model.last.optim.pt"]
+    resumed = config(tmp_path, output=output, steps=3, val_every=10, resume=True)
+    events, _ = run_generator(train(resumed, data))
     assert [e.done for e in events] == [3]
+    # The poly schedule went on from step 2 of 3 (a fresh one would still be at 2/3 of its rate).
+    assert events[-1].lr == 0
 
 
 def test_stopping_keeps_what_was_learnt(nuclei_voc, tmp_path):

@@ -147,3 +147,25 @@ def test_cli_import_and_export(voc_dataset, tmp_path, capsys):
     assert "train 2, val 0" in capsys.readouterr().out
     assert main(["import", str(voc_dataset), "--project", str(tmp_path / "p")]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_every_reader_of_a_class_list_skips_comments_and_blank_lines(voc_dataset, tmp_path):
+    from core.datasets import TrainData
+    from core.masks import import_masks
+    from core.voc import dataset_classes
+
+    names = "# my dataset\n" + "\n".join(f"c{i}" for i in range(21)) + "\n\n"
+    (voc_dataset / "class_names.txt").write_text(names)
+    expected = [f"c{i}" for i in range(21)]
+    assert [c.name for c in dataset_classes(voc_dataset)] == expected
+    assert [c.name for c in TrainData.from_voc(voc_dataset).classes] == expected
+    with drain(import_voc(voc_dataset, tmp_path / "project")) as project:
+        assert [c.name for c in project.classes] == expected
+    masks = tmp_path / "masks"
+    (masks / "images").mkdir(parents=True)
+    (masks / "masks").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(masks / "images" / "a.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(masks / "masks" / "a.png")
+    (masks / "classes.txt").write_text(names)
+    with drain(import_masks(masks, tmp_path / "masks-project")) as project:
+        assert [c.name for c in project.classes] == expected
