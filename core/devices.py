@@ -7,6 +7,7 @@ import copy
 import functools
 import platform
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -69,11 +70,24 @@ def cpu_bf16_is_faster() -> bool:
     """
     amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
     avx512_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    if amx is not None and amx():
+    return bf16_decision(
+        amx() if amx is not None else None,
+        avx512_bf16() if avx512_bf16 is not None else None,
+        platform.machine(),
+        _bf16_convolution_speed_up,
+    )
+
+
+def bf16_decision(
+    amx: bool | None, avx512_bf16: bool | None, machine: str, speed_up: Callable[[], float]
+) -> bool:
+    """``cpu_bf16_is_faster`` from the CPU's features (``None``: torch cannot tell) and, only
+    when those do not settle it, a measured bf16 speed-up."""
+    if amx:
         return True
-    if platform.machine().lower() in ("x86_64", "amd64") and avx512_bf16 is not None and not avx512_bf16():
+    if machine.lower() in ("x86_64", "amd64") and avx512_bf16 is False:
         return False
-    return _bf16_convolution_speed_up() >= 1.5
+    return speed_up() >= 1.5
 
 
 def _bf16_convolution_speed_up() -> float:

@@ -102,7 +102,15 @@ def segment_paths(
         for done, (item, loaded) in enumerate(_read_ahead(reader, todo, options.max_pixels), start=1):
             try:
                 image = loaded.result()
-                prediction = predictor.predict(image)
+                tiles = predictor.iter_predict(image)
+                while True:  # a tiled image yields per tile: stopping here cancels between tiles
+                    try:
+                        tile = next(tiles)
+                    except StopIteration as stop:
+                        prediction = stop.value
+                        break
+                    if tile.total > 1:
+                        yield Progress(done - 1, total, f"{item.path.name} ({tile.done}/{tile.total} tiles)")
             except FcnGuiError as exc:
                 report.failed.append((item.path, str(exc).removeprefix(f"{item.path}: ")))
             else:

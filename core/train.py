@@ -85,6 +85,7 @@ class TrainResult:
     best_miou: float | None
     history: list[dict] = field(default_factory=list)
     model: SegmentationModel | None = None
+    skipped_batches: int = 0  # batches of unlabelled (void) crops only, not trained on
 
 
 def last_path(output: Path) -> Path:
@@ -261,6 +262,7 @@ class Trainer:
             ddp = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         step = StepRunner(ddp, self.opt, self.device, c.precision)
         started, first_loss, epoch, empty = time.monotonic(), None, 0, 0
+        self.skipped = 0
         try:
             while self.step < self.steps and not self._out_of_time(started):
                 if self.world > 1:
@@ -269,6 +271,7 @@ class Trainer:
                 for images, masks in self.loader:
                     if not (masks != VOID).any():
                         empty += 1  # crops of unlabelled areas only: nothing to learn from
+                        self.skipped += 1
                         if empty >= MAX_EMPTY_BATCHES:
                             raise TrainingError(
                                 f"{empty} batches in a row held no labelled pixel: the labels cover too "
@@ -304,8 +307,9 @@ class Trainer:
         self.model.info.trained = True
         self.model.info.training = self._training(self.best_miou)
         return TrainResult(
-            self.output, last_path(self.output), self.step, self.best_miou, self.history, self.model
-        )
+            self.output, last_path(self.output), self.step, self.best_miou, self.history, self.model,
+            self.skipped,
+        )  # fmt: skip
 
 
 HEAD_PREFIXES = ("score", "upscore", "net.classifier.4")

@@ -7,9 +7,10 @@ import pytest
 from PIL import Image
 
 from core.cli import main
-from core.files import collect_images, shard
+from core.files import collect_images
 from core.labels import read_label
 from core.predict import Predictor
+from core.progress import drain
 from core.segment import SegmentOptions, output_paths, segment_paths
 from tests.conftest import run_generator, torchrun
 
@@ -98,10 +99,30 @@ def test_same_output_name_is_reported(tmp_path, small_image):
     assert output_paths(tmp_path / "o", items[0])["label"] == tmp_path / "o" / "x.png"
 
 
-def test_sharding_covers_every_file_once():
-    items = list(range(11))
-    shares = [shard(items, r, 3) for r in range(3)]
-    assert sorted(i for share in shares for i in share) == items
+def test_ranks_share_the_files_without_overlap(local_model, folder, tmp_path):
+    out = tmp_path / "out"
+    predictor = Predictor(local_model, device="cpu")
+    reports = [
+        drain(segment_paths(predictor, [folder], SegmentOptions(out, recursive=True, rank=r, world_size=2)))
+        for r in range(2)
+    ]
+    written = [sorted(p.name for p in r.written) for r in reports]
+    assert all(written) and not set(written[0]) & set(written[1])  # both worked, never on one file
+    assert sorted(written[0] + written[1]) == ["a.png", "b.png", "c.png"]  # every image once
+    failed = [p.name for r in reports for p, _ in r.failed]
+    assert failed.count("broken.jpg") == 1
+
+
+def test_cancel_stops_between_the_tiles_of_an_image(local_model, folder, tmp_path):
+    out = tmp_path / "out"
+    passes = []
+    local_model.module.register_forward_hook(lambda *_: passes.append(1))
+    predictor = Predictor(local_model, device="cpu", tile=64, overlap=16)
+    gen = segment_paths(predictor, [folder / "a.jpg"], SegmentOptions(out))
+    first = next(gen)
+    assert first.done == 0 and "tiles" in first.message and len(passes) == 1
+    gen.close()
+    assert len(passes) == 1 and not list(out.rglob("*.png"))  # nothing more ran, nothing half-written
 
 
 def test_torchrun_two_processes_do_each_file_once(folder, tmp_path, checkpoint):
