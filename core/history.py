@@ -19,12 +19,14 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .atomic import atomic_path, atomic_write_text
-from .checkpoints import SegmentationModel, load_checkpoint, read_info, save_checkpoint
 from .errors import FcnGuiError
+from .model_info import read_info
+
+if TYPE_CHECKING:
+    from .checkpoints import SegmentationModel
 
 KEEP = 3
 _ADOPTED = re.compile(r"adopted-(\d+)\.safetensors$")
@@ -94,6 +96,8 @@ class LearningHistory:
         info.source = f"learnt from corrections (model {number})"
         info.training = {**info.training, "heldout_miou": score, "heldout": heldout, "steps": step}
         path = self.folder / f"adopted-{number:04d}.safetensors"
+        from .checkpoints import SegmentationModel, save_checkpoint  # torch: only where weights are
+
         save_checkpoint(path, SegmentationModel(model.module, info))
         self.prune()
         return path
@@ -109,6 +113,10 @@ class LearningHistory:
 
     def save_latest(self, model: SegmentationModel, optimizer_state: dict, state: dict) -> None:
         """The learner's weights, optimizer state and held-out split, to resume later."""
+        import torch
+
+        from .checkpoints import save_checkpoint
+
         self.folder.mkdir(parents=True, exist_ok=True)
         save_checkpoint(self.latest_path, model)
         with atomic_path(self.optimizer_path) as tmp:
@@ -122,6 +130,10 @@ class LearningHistory:
         """
         if not self.latest_path.exists():
             return None
+        import torch
+
+        from .checkpoints import load_checkpoint
+
         try:
             model = load_checkpoint(self.latest_path, num_classes=num_classes)
             state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}

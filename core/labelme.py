@@ -26,7 +26,7 @@ from .errors import DatasetError, LabelError
 from .images import is_image_path
 from .labels import VOID, classes_from_names, read_class_file
 from .progress import Progress
-from .project import Project, safe_id
+from .project import Project, building
 
 LINE_WIDTH = 10
 POINT_RADIUS = 5
@@ -197,12 +197,12 @@ def import_labelme(
     index = class_index_for(names)
     if class_file is None:
         index[BACKGROUND] = 0
-    labels = [rasterise(d, index) for d in docs]  # every label checked before anything is written
-    project = Project.create(project_dir, [], classes_from_names([n for n in names if n != IGNORE]))
-    report = LabelmeImport(project, broken=broken)
-    try:
+    classes = classes_from_names([n for n in names if n != IGNORE])
+    with building(project_dir, classes) as project:  # a bad shape discards the whole import
+        report = LabelmeImport(project, broken=broken)
         used = set()
-        for done, (doc, label) in enumerate(zip(docs, labels, strict=True), start=1):
+        for done, doc in enumerate(docs, start=1):
+            label = rasterise(doc, index)
             image = doc.image or _write_embedded(doc, project.root / "images")
             used.add(image.resolve())
             entries = project.add_images([image])
@@ -210,26 +210,15 @@ def import_labelme(
                 why = f"its image {image.name} is labelled by another JSON already"
                 report.broken.append((doc.path, why))
                 continue
-            _name_after(project, entries[0], doc.path.stem)  # the id labelme2voc gives it
+            project.rename_image(entries[0], doc.path.stem)  # the id labelme2voc gives it
             project.set_label(entries[0], label, "reviewed")
             report.imported += 1
             yield Progress(done, len(docs), doc.path.name)
         others = [p for p in sorted(folder.iterdir()) if is_image_path(p) and p.resolve() not in used]
         for entry in project.add_images(others):
             report.unlabelled += 1
-            _name_after(project, entry, project.image_path(entry).stem)
-        project.flush()
-    except BaseException:
-        project.close()
-        raise
+            project.rename_image(entry, project.image_path(entry).stem)
     return report
-
-
-def _name_after(project: Project, entry, stem: str) -> None:
-    """Give ``entry`` the id ``stem`` (file-name safe) unless another image has it."""
-    wanted = safe_id(stem)
-    if wanted not in {e.id for e in project.images}:
-        entry.id = wanted
 
 
 def _write_embedded(doc: LabelmeFile, folder: Path) -> Path:

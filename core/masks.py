@@ -24,7 +24,7 @@ from .files import output_folder
 from .images import image_size
 from .labels import VOID, check_label_indices, read_class_file
 from .progress import Progress
-from .project import Project, safe_id
+from .project import Project, building
 from .voc import find_image
 
 CLASS_FILES = ("classes.txt", "class_names.txt")
@@ -80,29 +80,23 @@ def import_masks(folder: str | Path, project_dir: str | Path) -> Generator[Progr
     if class_file is None:
         raise DatasetError("no classes.txt (one class name per line) beside masks/ and images/", folder)
     classes = read_class_file(class_file)
-    pairs = []
-    for mask in sorted((folder / "masks").glob("*.png")):
-        image = find_image(folder / "images", mask.stem)
-        if image is None:
-            raise DatasetError(
-                f"the mask {mask.name} has no image in images/; add it or remove the mask", mask
-            )
-        label = read_index_mask(mask, len(classes))
-        w, h = image_size(image)
-        if label.shape != (h, w):
-            raise LabelError(f"mask is {label.shape[1]}x{label.shape[0]} but {image.name} is {w}x{h}", mask)
-        pairs.append((image, label, mask.stem))
-    if not pairs:
+    masks = sorted((folder / "masks").glob("*.png"))
+    if not masks:
         raise DatasetError("masks/ holds no PNG masks", folder)
-    project = Project.create(project_dir, [], classes)
-    try:
-        for done, (image, label, stem) in enumerate(pairs, start=1):
+    with building(project_dir, classes) as project:  # a bad mask discards the whole import
+        for done, mask in enumerate(masks, start=1):
+            image = find_image(folder / "images", mask.stem)
+            if image is None:
+                raise DatasetError(
+                    f"the mask {mask.name} has no image in images/; add it or remove the mask", mask
+                )
+            label = read_index_mask(mask, len(classes))
+            w, h = image_size(image)
+            if label.shape != (h, w):
+                size = f"{label.shape[1]}x{label.shape[0]}"
+                raise LabelError(f"mask is {size} but {image.name} is {w}x{h}", mask)
             (entry,) = project.add_images([image])
-            entry.id = safe_id(stem) if safe_id(stem) not in {e.id for e in project.images} else entry.id
+            project.rename_image(entry, mask.stem)
             project.set_label(entry, label, "reviewed")
-            yield Progress(done, len(pairs), stem)
-        project.flush()
-    except BaseException:
-        project.close()
-        raise
+            yield Progress(done, len(masks), mask.stem)
     return project

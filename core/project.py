@@ -13,13 +13,14 @@ crash at any moment leaves the last good label and manifest readable.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -196,6 +197,32 @@ class Project:
             rel = Path(path.stem)
         parts = [p for p in rel.parts if p not in ("..", ".")]
         return safe_id("_".join(parts[-3:]))
+
+    def rename_image(self, entry: ImageEntry, wanted: str) -> bool:
+        """Give ``entry`` the id ``wanted`` (made file-name safe) unless another image has it."""
+        wanted = safe_id(wanted)
+        with self._mutex:
+            if any(e.id == wanted for e in self.images if e is not entry):
+                return False
+            entry.id = wanted
+            self._dirty = True
+            return True
+
+    def discard(self) -> None:
+        """Delete what ``create`` and later saves wrote (an import that failed or was cancelled);
+        the folder itself goes too when nothing else is left in it."""
+        with self._mutex:
+            self._pending.clear()
+            self._dirty = False
+        if self._lock is not None:
+            self._lock.release()
+        (self.root / MANIFEST).unlink(missing_ok=True)
+        made = ("predictions", "learning", "images")  # images: those a labelme import unpacked
+        for d in (*self.root.glob("labels.v*"), *(self.root / m for m in made)):
+            shutil.rmtree(d, ignore_errors=True)
+        (self.root / ".lock").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.root.rmdir()
 
     def image_path(self, entry: ImageEntry) -> Path:
         """Where the entry's image file is."""
@@ -451,6 +478,19 @@ class Project:
 
 def _classes_data(classes: list[LabelClass]) -> list[dict]:
     return [{"name": c.name, "color": list(c.color)} for c in classes]
+
+
+@contextlib.contextmanager
+def building(root: str | Path, classes: list[LabelClass]) -> Iterator[Project]:
+    """A new project that an import fills: saved when the block ends, discarded (nothing left
+    behind) when it raises or the importing generator is closed."""
+    project = Project.create(root, [], classes)
+    try:
+        yield project
+        project.flush()
+    except BaseException:
+        project.discard()
+        raise
 
 
 def _read_manifest(path: Path) -> dict:

@@ -27,7 +27,7 @@ from .files import output_folder
 from .images import image_size, read_image
 from .labels import LabelClass, default_classes, palette_for, read_class_file, read_label, write_label
 from .progress import Progress
-from .project import Project, safe_id
+from .project import Project, building
 
 SPLITS = ("train", "val", "trainval")
 
@@ -43,6 +43,8 @@ class ExportReport:
     def summary(self) -> str:
         counts = ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
         return f"exported to {self.out_dir}: {counts}; {len(self.skipped)} images without a usable label"
+
+FLUSH_EVERY = 50  # images per save while importing (the manifest is rewritten whole each time)
 
 
 def split_ids(ids: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -164,36 +166,22 @@ def import_voc(voc_dir: str | Path, project_dir: str | Path) -> Generator[Progre
     if not pairs:
         raise DatasetError("the dataset has no labels in SegmentationClass", root)
     palette = palette_for(classes)
-    labels = []
-    for image_id, image in pairs:
-        label_path = root / "SegmentationClass" / f"{image_id}.png"
-        label = read_label(label_path, num_classes=len(classes), palette=palette)
-        w, h = image_size(image)
-        if label.shape != (h, w):
-            raise LabelError(
-                f"label is {label.shape[1]}x{label.shape[0]} but {image.name} is {w}x{h}; fix the dataset",
-                label_path,
-            )
-        labels.append(label)
-    project = Project.create(project_dir, [], classes)
-    try:
-        for done, ((image_id, image), label) in enumerate(zip(pairs, labels, strict=True), start=1):
+    with building(project_dir, classes) as project:  # a bad label discards the whole import
+        for done, (image_id, image) in enumerate(pairs, start=1):
+            label_path = root / "SegmentationClass" / f"{image_id}.png"
+            label = read_label(label_path, num_classes=len(classes), palette=palette)
+            w, h = image_size(image)
+            if label.shape != (h, w):
+                size = f"{label.shape[1]}x{label.shape[0]}"
+                raise LabelError(f"label is {size} but {image.name} is {w}x{h}; fix the dataset", label_path)
             (entry,) = project.add_images([image])
-            entry.id = _renamed(project, entry.id, safe_id(image_id))
+            if not project.rename_image(entry, image_id):
+                raise DatasetError(f"duplicate id {image_id!r} in the dataset; ids must be unique", root)
             project.set_label(entry, label, "reviewed", checkpoint=None)
-            project.flush()
+            if done % FLUSH_EVERY == 0:
+                project.flush()
             yield Progress(done, len(pairs), image_id)
-    except BaseException:
-        project.close()
-        raise
     return project
-
-
-def _renamed(project: Project, current: str, wanted: str) -> str:
-    taken = {e.id for e in project.images if e.id != current}
-    if wanted in taken:
-        raise DatasetError(f"duplicate id {wanted!r} in the dataset; ids must be unique", project.root)
-    return wanted
 
 
 def dataset_classes(root: Path) -> list[LabelClass]:

@@ -137,3 +137,27 @@ def test_torchvision_fcn_resnet_weights_with_aux_head(torch_home, tmp_path):
     )
     assert two.module(x).shape[1] == 2 and not two.info.trained
     assert np.isfinite(two.module(x).detach().numpy()).all()
+
+
+def test_reading_model_descriptions_never_imports_torch(local_model, tmp_path):
+    """The app lists kept models and checks a project's checkpoint on the GUI thread."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from core.history import LearningHistory
+
+    history = LearningHistory(tmp_path / "learning")
+    history.save_adopted(local_model, 0.5, 3, 10)
+    code = (
+        "import sys\n"
+        "from core.history import LearningHistory\n"
+        "from core.model_info import read_info\n"
+        f"entries = LearningHistory({str(history.folder)!r}).entries()\n"
+        "assert [e.score for e in entries] == [0.5], entries\n"
+        "assert read_info(entries[0].path).num_classes == 21\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    root = Path(__file__).parents[2]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

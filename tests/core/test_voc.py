@@ -124,7 +124,16 @@ def test_bad_datasets_are_explained(voc_dataset, tmp_path):
         drain(import_voc(voc_dataset, tmp_path / "p3"))
     with pytest.raises(DatasetError, match="not a VOC dataset"):
         drain(import_voc(tmp_path, tmp_path / "p4"))
-    assert not (tmp_path / "p1").exists() and not (tmp_path / "p3").exists()
+    # Labels are read one at a time: the good first image was imported, then all of it discarded.
+    assert not any((tmp_path / p).exists() for p in ("p1", "p2", "p3"))
+
+
+def test_a_cancelled_import_leaves_nothing_behind(voc_dataset, tmp_path):
+    gen = import_voc(voc_dataset, tmp_path / "project")
+    first = next(gen)
+    assert (first.done, first.total) == (1, 2) and (tmp_path / "project" / "project.json").exists()
+    gen.close()
+    assert not (tmp_path / "project").exists()
 
 
 def test_export_refuses_missing_images_and_empty_projects(tmp_path, small_image):
