@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoGroup
 from PySide6.QtWidgets import QMainWindow, QMenu, QToolBar
 
 from .resources import icon
@@ -111,3 +111,43 @@ def make_menus_and_toolbar(
     fill(bar, TOOLBAR)
     window.addToolBar(bar)
     return recent, bar
+
+
+def make_undo_actions(window: QMainWindow, group: QUndoGroup) -> dict[str, QAction]:
+    """Undo and Redo of whichever image is on the canvas."""
+    actions = {}
+    for key, text, shortcuts, create in (
+        ("undo", "Undo", [QKeySequence(Key.Undo)], group.createUndoAction),
+        ("redo", "Redo", [QKeySequence("Ctrl+Shift+Z"), QKeySequence(Key.Redo)], group.createRedoAction),
+    ):
+        actions[key] = create(window, text)
+        actions[key].setShortcuts(shortcuts)
+        actions[key].setIcon(icon(key))
+    return actions
+
+
+def make_tool_actions(window: QMainWindow, tools: dict, select: Callable[[str], None]) -> dict[str, QAction]:
+    """One checkable action per painting tool (only one checked at a time), as ``tool_<name>``."""
+    group = QActionGroup(window)
+    actions = {}
+    for name, tool in tools.items():
+        action = make_action(window, tool.label, lambda _=False, n=name: select(n), tool.shortcut, name)
+        action.setCheckable(True)
+        group.addAction(action)
+        actions[f"tool_{name}"] = action
+    return actions
+
+
+def make_class_hotkeys(window: QMainWindow, keys: str, pick: Callable[[int], None]) -> None:
+    """Keys 1..9, 0 pick classes 1..10."""
+    for i, key in enumerate(keys):
+        make_action(window, f"Class {i + 1}", lambda _=False, i=i: pick(i), key)
+
+
+def fill_recent(menu: QMenu, paths: list[str], open_path: Callable[[str], None]) -> None:
+    """The Open Recent menu, filled as it opens."""
+    menu.clear()
+    for path in paths:
+        menu.addAction(path, lambda p=path: open_path(p))
+    if not paths:
+        menu.addAction("(none yet)").setEnabled(False)

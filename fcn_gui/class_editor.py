@@ -53,10 +53,8 @@ class ClassEditor(QObject):
         session.queue.cancel_all()
         session.queue.wait()
         current = session.doc.image_id if session.doc else None
-        session.save_and_wait()
+        session.put_away_document()
         session.frozen = f"the removal of class '{name}'"
-        session.doc = None
-        session.document_changed.emit(None)
 
         def finished() -> None:
             session.frozen = None

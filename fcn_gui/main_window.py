@@ -5,15 +5,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, QTimer
-from PySide6.QtGui import QActionGroup, QCloseEvent, QKeySequence, QUndoGroup
-from PySide6.QtWidgets import QDockWidget, QMainWindow
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QMainWindow
 
 from . import dialogs
-from .actions import make_action, make_actions, make_menus_and_toolbar
+from .actions import (
+    fill_recent,
+    make_actions,
+    make_class_hotkeys,
+    make_menus_and_toolbar,
+    make_tool_actions,
+    make_undo_actions,
+)
 from .canvas import Canvas
 from .class_editor import ClassEditor
 from .class_panel import HOTKEYS, ClassPanel
+from .docks import add_docks
 from .file_jobs import FileJobs
 from .image_list import ImageListPanel
 from .learning import LearningController
@@ -23,11 +31,10 @@ from .resources import icon
 from .session import Session
 from .settings import Settings
 from .status_bar import StatusBar
-from .tools import BrushTool, EraserTool, FillTool, PickerTool, PolygonTool
+from .tools import make_tools, save_tool_sizes
 from .view_panel import ViewPanel
 
 AUTOSAVE_MS = 15_000
-Area = Qt.DockWidgetArea
 
 
 class MainWindow(QMainWindow):
@@ -44,17 +51,16 @@ class MainWindow(QMainWindow):
         self.learning.enabled = self.settings.get("learn", True, bool)
         self.classes = ClassEditor(s, self)
         self.files = FileJobs(s, self)
-        self.undo_group = QUndoGroup(self)
         self.current_class = 0
         self.canvas = Canvas(self)
         self.setCentralWidget(self.canvas)
         self.status = StatusBar(self)
         self.setStatusBar(self.status)
-        self._make_tools()
+        self.tools = make_tools(self.settings, lambda: self.current_class, self.set_current_class)
         self._make_docks()
         self._make_actions()
         self._connect()
-        self._restore_settings()
+        self.settings.restore_window(self)
         self.autosave = QTimer(self)
         self.autosave.setInterval(AUTOSAVE_MS)
         self.autosave.timeout.connect(s.save_current)
@@ -64,18 +70,6 @@ class MainWindow(QMainWindow):
         s.models.load(Path(path) if path and Path(path).exists() else None, s.classes())
 
     # --- construction -------------------------------------------------------------------
-    def _make_tools(self) -> None:
-        value = lambda: self.current_class  # noqa: E731 - the tools read the current class lazily
-        self.tools = {
-            "brush": BrushTool(value, self.settings.get("brush_size", 15, int)),
-            "eraser": EraserTool(
-                self.settings.get("eraser_size", 25, int), self.settings.get("erase_to_void", True, bool)
-            ),
-            "fill": FillTool(value),
-            "polygon": PolygonTool(value),
-            "picker": PickerTool(self.set_current_class),
-        }
-
     def _make_docks(self) -> None:
         self.image_panel = ImageListPanel(self.session.runner)
         self.class_panel = ClassPanel()
@@ -85,23 +79,11 @@ class MainWindow(QMainWindow):
         self.learning_panel.enabled.setChecked(self.learning.enabled)
         self.learning_panel.orientations.setChecked(self.settings.get("learn_all_orientations", False, bool))
         self.learning.all_orientations = self.learning_panel.orientations.isChecked()
-        self.docks: dict[str, QDockWidget] = {}
-        for title, widget, area, name in (
-            ("Images", self.image_panel, Area.LeftDockWidgetArea, "images"),
-            ("Classes", self.class_panel, Area.RightDockWidgetArea, "classes"),
-            ("View and tools", self.view_panel, Area.RightDockWidgetArea, "view"),
-            ("Model", self.model_panel, Area.RightDockWidgetArea, "model"),
-            ("Learning", self.learning_panel, Area.RightDockWidgetArea, "training"),
-        ):
-            dock = QDockWidget(title, self)
-            dock.setObjectName(f"dock-{name}")
-            dock.setWidget(widget)
-            features = QDockWidget.DockWidgetFeature
-            dock.setFeatures(features.DockWidgetMovable | features.DockWidgetFloatable)
-            self.addDockWidget(area, dock)
-            self.docks[name] = dock
-        self.tabifyDockWidget(self.docks["model"], self.docks["training"])
-        self.docks["training"].raise_()
+        self.docks = add_docks(self, {
+            "images": ("Images", self.image_panel), "classes": ("Classes", self.class_panel),
+            "view": ("View and tools", self.view_panel), "model": ("Model", self.model_panel),
+            "training": ("Learning", self.learning_panel),
+        })  # fmt: skip
 
     def _make_actions(self) -> None:
         s, v, start = self.session, self.view_panel, self._last_dir
@@ -120,25 +102,13 @@ class MainWindow(QMainWindow):
             "shortcuts": lambda: dialogs.show_shortcuts(self, self.actions()),
             "about": lambda: dialogs.show_about(self),
         })  # fmt: skip
-        for key, text, shortcut, create in (
-            ("undo", "Undo", [QKeySequence.StandardKey.Undo], self.undo_group.createUndoAction),
-            ("redo", "Redo", [QKeySequence("Ctrl+Shift+Z"), QKeySequence.StandardKey.Redo],
-             self.undo_group.createRedoAction),
-        ):  # fmt: skip
-            self.act[key] = create(self, text)
-            self.act[key].setShortcuts(shortcut)
-            self.act[key].setIcon(icon(key))
-        self.tool_group = QActionGroup(self)
-        for name, tool in self.tools.items():
-            pick = lambda _=False, n=name: self.select_tool(n)  # noqa: E731
-            action = make_action(self, tool.label, pick, tool.shortcut, name)
-            action.setCheckable(True)
-            self.tool_group.addAction(action)
-            self.act[f"tool_{name}"] = action
-        for i, key in enumerate(HOTKEYS):
-            make_action(self, f"Class {i + 1}", lambda _=False, i=i: self.set_current_class(i), key)
+        self.act |= make_undo_actions(self, s.undo_group)
+        self.act |= make_tool_actions(self, self.tools, self.select_tool)
+        make_class_hotkeys(self, HOTKEYS, self.set_current_class)
         self.recent_menu, _ = make_menus_and_toolbar(self, self.act, list(self.tools))
-        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self.recent_menu.aboutToShow.connect(
+            lambda: fill_recent(self.recent_menu, self.settings.recent(), lambda p: self.open_paths([p]))
+        )
 
     def _connect(self) -> None:
         s, v, st = self.session, self.view_panel, self.status
@@ -199,13 +169,6 @@ class MainWindow(QMainWindow):
         s.least_confident_next = v.least_confident.isChecked()
         self.canvas.set_opacity(v.opacity.value() / 100)
         self.class_panel.set_classes(s.classes())
-
-    def _restore_settings(self) -> None:
-        self.resize(1400, 900)
-        for key, restore in (("geometry", self.restoreGeometry), ("window_state", self.restoreState)):
-            value = self.settings.get(key, None)
-            if isinstance(value, QByteArray):
-                restore(value)
 
     # --- commands -----------------------------------------------------------------------
     def open_paths(self, paths: list[str | Path]) -> None:
@@ -272,13 +235,6 @@ class MainWindow(QMainWindow):
     def _last_dir(self) -> str:
         return self.settings.get("last_dir", str(Path.home()), str)
 
-    def _fill_recent(self) -> None:
-        self.recent_menu.clear()
-        for path in self.settings.recent():
-            self.recent_menu.addAction(path, lambda p=path: self.open_paths([p]))
-        if not self.settings.recent():
-            self.recent_menu.addAction("(none yet)").setEnabled(False)
-
     # --- session events -----------------------------------------------------------------
     def _on_project_changed(self) -> None:
         project = self.session.project
@@ -296,8 +252,6 @@ class MainWindow(QMainWindow):
 
     def _on_document_changed(self, doc) -> None:
         if doc is not None:
-            self.undo_group.addStack(doc.undo_stack)
-            self.undo_group.setActiveStack(doc.undo_stack)
             doc.set_unsure_threshold(self.view_panel.threshold.value() / 100)
             self.image_panel.select(doc.image_id)
             old = self.canvas.doc
@@ -305,28 +259,20 @@ class MainWindow(QMainWindow):
             self.canvas.set_document(doc, keep_view=same_size)
         else:
             self.canvas.set_document(None)
-        for stack in list(self.undo_group.stacks()):
-            if doc is None or stack is not doc.undo_stack:
-                self.undo_group.removeStack(stack)
         self.image_panel.refresh()
 
-    def _on_model_ready(self, info, device_name: str) -> None:
-        ckpt = self.session.models.checkpoint
-        self.model_panel.show_info(info, device_name, str(ckpt) if ckpt else None)
+    def _on_model_ready(self, _info, device_name: str) -> None:
+        self.model_panel.show_model(self.session.models)
         self.status.show_device(f"model on {device_name}")
-        if ckpt is not None:
+        if (ckpt := self.session.models.checkpoint) is not None:
             self.settings.set("checkpoint", str(ckpt))
         self._show_model_warning()
         self.learning_panel.set_history(*self.learning.history_summary())
 
     def _on_model_failed(self, message: str) -> None:
-        models = self.session.models
-        if models.model is None:
-            self.model_panel.name.setText("No model loaded")
+        self.model_panel.show_model(self.session.models)  # the model in use, if any, stays
+        if self.session.models.model is None:
             self.status.show_device("model: none")
-        else:  # the model in use stays
-            ckpt = str(models.checkpoint) if models.checkpoint else None
-            self.model_panel.show_info(models.info, models.predictor.device_name, ckpt)
         self.show_error(f"Could not load the model: {message}")
 
     def _show_model_warning(self) -> None:
@@ -357,10 +303,8 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.autosave.stop()
         self.session.shutdown()  # stops the learner too: it saves what it learnt
-        self.settings.set("geometry", self.saveGeometry())
-        self.settings.set("window_state", self.saveState())
-        self.settings.set("brush_size", self.tools["brush"].size)
-        self.settings.set("eraser_size", self.tools["eraser"].size)
+        self.settings.save_window(self)
+        save_tool_sizes(self.settings, self.tools)
         self.view_panel.save(self.settings)
         self.settings.sync()
         event.accept()

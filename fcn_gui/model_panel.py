@@ -88,6 +88,15 @@ class ModelPanel(QWidget):
             "from your first reviewed images (correct one, press R) or you load a checkpoint."
         )
 
+    def show_model(self, models) -> None:
+        """What ``models`` (the session's ``ModelManager``) has in use, or that it has none."""
+        if models.model is None:
+            self.name.setText("No model loaded")
+            self.details.setText("")
+            return
+        ckpt = str(models.checkpoint) if models.checkpoint else None
+        self.show_info(models.info, models.predictor.device_name, ckpt)
+
     def show_warning(self, text: str | None) -> None:
         self.warning.setText(text or "")
         self.warning.setVisible(bool(text))

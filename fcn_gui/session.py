@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoGroup
 
 from core.errors import FcnGuiError
 from core.labels import VOID
@@ -51,6 +52,7 @@ class Session(QObject):
         self.project: Project | None = None
         self.doc: LabelDocument | None = None
         self.runner = Runner(self)
+        self.undo_group = QUndoGroup(self)  # Undo/Redo act on the image on the canvas
         self.models = ModelManager(self.runner, self)
         self.queue = PredictionQueue(self.usable_predictor, self.runner, self)
         self.frozen: str | None = None
@@ -171,6 +173,7 @@ class Session(QObject):
                 self.error.emit(str(exc))
         self.project = None
         self.doc = None
+        self._use_undo_stack(None)
         self._confidence.clear()
         self.mean_confidence.clear()
         self.document_changed.emit(None)
@@ -216,10 +219,27 @@ class Session(QObject):
             doc.set_classes(self.project.classes)
         doc.edited.connect(self._on_edited)
         self.doc = doc
+        self._use_undo_stack(doc)
         self.document_changed.emit(doc)
         entry = self.project.entry(image_id)
         self.message.emit(f"{entry.id}: {entry.state}")
         self._schedule_predictions(image_id)
+
+    def put_away_document(self) -> None:
+        """Save the image on the canvas and take it off (a class removal is about to rewrite it)."""
+        self.save_and_wait()
+        self.doc = None
+        self._use_undo_stack(None)
+        self.document_changed.emit(None)
+
+    def _use_undo_stack(self, doc: LabelDocument | None) -> None:
+        """Undo/Redo now act on ``doc``; the stacks of images left behind go with them."""
+        if doc is not None:
+            self.undo_group.addStack(doc.undo_stack)
+            self.undo_group.setActiveStack(doc.undo_stack)
+        for stack in list(self.undo_group.stacks()):
+            if doc is None or stack is not doc.undo_stack:
+                self.undo_group.removeStack(stack)
 
     def _on_edited(self) -> None:
         entry = self.project.entry(self.doc.image_id)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import platformdirs
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QByteArray, QSettings
 
 MAX_RECENT = 10
 
@@ -43,6 +43,18 @@ class Settings:
         """Dialogs start next time where the user last opened something."""
         p = Path(path)
         self.set("last_dir", str(p if p.is_dir() else p.parent))
+
+    def restore_window(self, window) -> None:
+        """The size, place and dock layout ``window`` had when it last closed."""
+        window.resize(1400, 900)
+        for key, restore in (("geometry", window.restoreGeometry), ("window_state", window.restoreState)):
+            value = self.get(key, None)
+            if isinstance(value, QByteArray):
+                restore(value)
+
+    def save_window(self, window) -> None:
+        self.set("geometry", window.saveGeometry())
+        self.set("window_state", window.saveState())
 
     def sync(self) -> None:
         self.qsettings.sync()

@@ -155,3 +155,21 @@ class PickerTool(Tool):
         x, y = int(pos.x()), int(pos.y())
         if doc.contains(x, y) and doc.class_at(x, y) != VOID:
             self.on_pick(doc.class_at(x, y))
+
+
+def make_tools(settings, current_class, pick_class) -> dict[str, Tool]:
+    """The five tools, sized as the user left them; painting tools read ``current_class()``
+    when they paint, the picker calls ``pick_class(index)``."""
+    return {
+        "brush": BrushTool(current_class, settings.get("brush_size", 15, int)),
+        "eraser": EraserTool(settings.get("eraser_size", 25, int), settings.get("erase_to_void", True, bool)),
+        "fill": FillTool(current_class),
+        "polygon": PolygonTool(current_class),
+        "picker": PickerTool(pick_class),
+    }
+
+
+def save_tool_sizes(settings, tools: dict[str, Tool]) -> None:
+    """Remember the brush and eraser sizes for the next start."""
+    settings.set("brush_size", tools["brush"].size)
+    settings.set("eraser_size", tools["eraser"].size)
