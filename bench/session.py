@@ -51,6 +51,20 @@ def nuclei_tiles(count: int) -> list[tuple[np.ndarray, np.ndarray]]:
     ]
 
 
+def error_breakdown(pred: np.ndarray, truth: np.ndarray) -> str:
+    """Where the corrections are: missed or extra foreground, on object edges or away from them."""
+    from scipy import ndimage
+
+    fg = truth > 0
+    edge = ndimage.binary_dilation(fg, iterations=2) & ~ndimage.binary_erosion(fg, iterations=2)
+    n = max(1, int(fg.sum()))
+    missed, extra = (pred == 0) & fg, (pred > 0) & ~fg
+    return (
+        f"missed {missed.sum() / n:.1%} ({(missed & edge).sum() / n:.1%} within 2 px of an edge), "
+        f"extra {extra.sum() / n:.1%} ({(extra & edge).sum() / n:.1%} within 2 px of an edge)"
+    )
+
+
 def session(args: argparse.Namespace, precision: str) -> dict:
     torch.manual_seed(args.seed)
     info = ModelInfo(variant=args.variant, classes=classes_from_names(["background", "nucleus"]))
@@ -69,6 +83,8 @@ def session(args: argparse.Namespace, precision: str) -> dict:
         pred = in_use.predict(image).label
         wrong = pred != truth
         efforts.append(float(wrong.sum() / max(1, (truth > 0).sum())))
+        if args.analyse:
+            print("  " + error_breakdown(pred, truth), flush=True)
         learner.add(Example(f"tile{i}", image, truth, wrong))
         if i == args.images - 1:
             break
@@ -115,6 +131,7 @@ def main() -> None:
     p.add_argument("--orientations", action="store_true", help="train with all 8 orientations")
     p.add_argument("--first-budget", type=float, default=LearnerConfig.budget_s)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--analyse", action="store_true", help="print where each image's corrections are")
     args = p.parse_args()
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError, StopIteration):

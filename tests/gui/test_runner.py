@@ -4,11 +4,20 @@ on its worker thread (so core's ``finally`` runs there), quitting waits for ever
 import threading
 import time
 
+import pytest
+
 from fcn_gui.runner import Runner
 
 
-def test_callbacks_arrive_on_the_gui_thread_in_order(qtbot):
+@pytest.fixture
+def runner():
+    """A runner that waits for its jobs at the end (a QThread must not outlive its object)."""
     runner = Runner()
+    yield runner
+    runner.shutdown()
+
+
+def test_callbacks_arrive_on_the_gui_thread_in_order(qtbot, runner):
     seen, gui = [], threading.current_thread()
 
     def work():
@@ -25,8 +34,7 @@ def test_callbacks_arrive_on_the_gui_thread_in_order(qtbot):
     assert runner.names() == []
 
 
-def test_cancel_closes_the_generator_on_its_worker_thread(qtbot):
-    runner = Runner()
+def test_cancel_closes_the_generator_on_its_worker_thread(qtbot, runner):
     cleaned, worker, started = [], [], threading.Event()
 
     def endless():
@@ -49,8 +57,7 @@ def test_cancel_closes_the_generator_on_its_worker_thread(qtbot):
     assert finished == [1] and not runner.busy
 
 
-def test_an_error_without_a_handler_is_reported_once(qtbot):
-    runner = Runner()
+def test_an_error_without_a_handler_is_reported_once(qtbot, runner):
 
     def broken():
         yield
@@ -61,8 +68,7 @@ def test_an_error_without_a_handler_is_reported_once(qtbot):
     assert "bad pixel" in failed.args[0]
 
 
-def test_shutdown_waits_for_every_job_and_refuses_new_ones(qtbot):
-    runner = Runner()
+def test_shutdown_waits_for_every_job_and_refuses_new_ones(qtbot, runner):
     ended, running = [], threading.Semaphore(0)
 
     def slow(n):
