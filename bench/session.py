@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.checkpoints import ModelInfo, new_model  # noqa: E402
+from core.choices import SCRATCH_VARIANT  # noqa: E402
 from core.devices import training_precision_name  # noqa: E402
 from core.images import read_image  # noqa: E402
 from core.labels import classes_from_names  # noqa: E402
@@ -65,6 +66,54 @@ def error_breakdown(pred: np.ndarray, truth: np.ndarray) -> str:
     )
 
 
+def try_refine(image: np.ndarray, prediction, truth: np.ndarray) -> str:
+    """Effort after edge-aware refinement of the foreground probability (guided filter)."""
+    from scipy import ndimage
+
+    def box(x, r):
+        return ndimage.uniform_filter(x, size=2 * r + 1, mode="reflect")
+
+    guide = image.astype(np.float32).mean(axis=2) / 255
+    conf = prediction.confidence.astype(np.float32)
+    p = np.where(prediction.label == 1, conf, 1 - conf)
+    fg = max(1, int((truth > 0).sum()))
+    out = []
+    for r in (1, 2, 4, 8):
+        for eps in (1e-4, 1e-3, 1e-2):
+            m_i, m_p = box(guide, r), box(p, r)
+            a = (box(guide * p, r) - m_i * m_p) / (box(guide * guide, r) - m_i * m_i + eps)
+            b = m_p - a * m_i
+            q = box(a, r) * guide + box(b, r)
+            out.append(f"r{r}/{eps:g} {((q > 0.5) != (truth > 0)).sum() / fg:.1%}")
+    return ", ".join(out)
+
+
+def _foreground(prediction) -> np.ndarray:
+    conf = prediction.confidence.astype(np.float32)
+    return np.where(prediction.label == 1, conf, 1 - conf)
+
+
+def try_threshold(in_use, learner, prediction, truth: np.ndarray) -> str:
+    """Effort when the foreground threshold is chosen on the held-out reviewed images (honest)
+    and on this image itself (the best any threshold could do)."""
+    grid = np.round(np.arange(0.2, 0.81, 0.05), 2)
+
+    def efforts(p, t):
+        fg = max(1, int((t > 0).sum()))
+        return np.array([((p > g) != (t > 0)).sum() / fg for g in grid])
+
+    heldout = [e for e in learner._examples.values() if e.id in learner._heldout]
+    chosen = 0.5
+    if heldout:
+        total = sum(efforts(_foreground(in_use.predict(e.image)), e.label) for e in heldout)
+        chosen = float(grid[int(np.argmin(total))])
+    here = efforts(_foreground(prediction), truth)
+    best = int(np.argmin(here))
+    at = here[int(np.argmin(np.abs(grid - chosen)))]
+    half = here[int(np.argmin(np.abs(grid - 0.5)))]
+    return f"0.5 -> {half:.1%}, held-out {chosen:.2f} -> {at:.1%}, best {grid[best]:.2f} -> {here[best]:.1%}"
+
+
 def session(args: argparse.Namespace, precision: str) -> dict:
     torch.manual_seed(args.seed)
     info = ModelInfo(variant=args.variant, classes=classes_from_names(["background", "nucleus"]))
@@ -72,7 +121,7 @@ def session(args: argparse.Namespace, precision: str) -> dict:
     config = LearnerConfig(
         crop=args.crop, batch_size=args.batch, lr=args.lr, precision=precision, device="cpu",
         frozen=tuple(args.frozen), wrong_share=args.wrong_share, all_orientations=args.orientations,
-        budget_s=args.first_budget, seed=args.seed,
+        budget_s=args.first_budget, seed=args.seed, scale=args.scale,
     )  # fmt: skip
     learner = ContinuousLearner(model, config)
     in_use = Predictor(new_model(info), device="cpu", precision=precision)
@@ -80,11 +129,16 @@ def session(args: argparse.Namespace, precision: str) -> dict:
     run = learner.run()
     efforts, train_s, adoptions, first_adoption = [], [], 0, None
     for i, (image, truth) in enumerate(nuclei_tiles(args.images)):
-        pred = in_use.predict(image).label
+        prediction = in_use.predict(image)
+        pred = prediction.label
         wrong = pred != truth
         efforts.append(float(wrong.sum() / max(1, (truth > 0).sum())))
         if args.analyse:
             print("  " + error_breakdown(pred, truth), flush=True)
+        if args.try_refine:
+            print("  refined: " + try_refine(image, prediction, truth), flush=True)
+        if args.try_threshold and i > 0:
+            print("  threshold: " + try_threshold(in_use, learner, prediction, truth), flush=True)
         learner.add(Example(f"tile{i}", image, truth, wrong))
         if i == args.images - 1:
             break
@@ -122,7 +176,7 @@ def main() -> None:
     p.add_argument("--images", type=int, default=8)
     p.add_argument("--budget", type=float, default=60.0, help="training seconds after each image")
     p.add_argument("--precision", nargs="+", default=["fp32", "auto"])
-    p.add_argument("--variant", default="fcn8s")
+    p.add_argument("--variant", default=SCRATCH_VARIANT, help="default: the app's model learnt from scratch")
     p.add_argument("--crop", type=int, default=LearnerConfig.crop)
     p.add_argument("--batch", type=int, default=LearnerConfig.batch_size)
     p.add_argument("--lr", type=float, default=LearnerConfig.lr)
@@ -131,7 +185,10 @@ def main() -> None:
     p.add_argument("--orientations", action="store_true", help="train with all 8 orientations")
     p.add_argument("--first-budget", type=float, default=LearnerConfig.budget_s)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", type=float, default=None, help="input scale (default: chosen from the labels)")
     p.add_argument("--analyse", action="store_true", help="print where each image's corrections are")
+    p.add_argument("--try-refine", action="store_true", help="print the effort after edge-aware refinement")
+    p.add_argument("--try-threshold", action="store_true", help="print the effort at other thresholds")
     args = p.parse_args()
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError, StopIteration):

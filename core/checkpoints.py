@@ -226,7 +226,10 @@ def _load_state(
 
 def _vgg_variant(keys: set[str]) -> str:
     """Which of our VGG16 FCNs a state dict is, from its skip-score layers."""
-    return "fcn8s" if "score_pool3.weight" in keys else "fcn16s" if "score_pool4.weight" in keys else "fcn32s"
+    for variant, layer in (("fcn4s", "score_pool2"), ("fcn8s", "score_pool3"), ("fcn16s", "score_pool4")):
+        if f"{layer}.weight" in keys:
+            return variant
+    return "fcn32s"
 
 
 def _classes_for(n: int) -> list:

@@ -25,7 +25,7 @@ _VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M"
 # What each index of ``features`` holds (conv, relu, pool), as in torchvision's vgg16.
 VGG16_LAYERS = tuple(x for v in _VGG16_CFG for x in (("pool",) if v == "M" else ("conv", "relu")))
 # Indices in ``features`` of pool3, pool4 and pool5 (the same as torchvision's vgg16).
-_POOL3, _POOL4, _POOL5 = 16, 23, 30
+_POOL2, _POOL3, _POOL4, _POOL5 = 9, 16, 23, 30
 
 
 def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
@@ -45,7 +45,7 @@ def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
 
 
 class VGG16Trunk(nn.Module):
-    """VGG16's 13 convolutions and 5 max-pools; returns pool3, pool4 and pool5.
+    """VGG16's 13 convolutions and 5 max-pools; returns pool2, pool3, pool4 and pool5.
 
     Pools round up (``ceil_mode``, as Caffe's FCN did), so any input of at least 1x1 keeps a
     pool5 map of at least 1x1: ``pool_k`` has ``ceil(H / 2**k)`` rows.
@@ -69,22 +69,24 @@ class VGG16Trunk(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         taps = []
         for i, layer in enumerate(self.features):
             x = layer(x)
-            if i in (_POOL3, _POOL4, _POOL5):
+            if i in (_POOL2, _POOL3, _POOL4, _POOL5):
                 taps.append(x)
-        return taps[0], taps[1], taps[2]
+        return taps[0], taps[1], taps[2], taps[3]
 
 
 class FCN(nn.Module):
-    """FCN-32s, FCN-16s or FCN-8s (Long, Shelhamer & Darrell) on VGG16.
+    """FCN-32s, FCN-16s or FCN-8s (Long, Shelhamer & Darrell) on VGG16, and FCN-4s.
 
     FC6 (7x7, pad 3, 4096) and FC7 (1x1, 4096) are VGG16's fully connected layers as
     convolutions, each followed by ReLU and dropout; a 1x1 conv scores ``num_classes``.
     FCN-16s/8s add 1x1 scores of pool4/pool3 after learnable x2 transposed convolutions
     initialised to bilinear upsampling; the last map is upsampled bilinearly to the input size.
+    FCN-4s is the paper's skip taken one step further (pool2, stride 4): finer edges for
+    small objects, for 0.01 % more weights (see README, "Learning while you annotate").
     """
 
     def __init__(self, variant: str, num_classes: int, dropout: float = 0.5, geometry: str = "ours") -> None:
@@ -107,12 +109,19 @@ class FCN(nn.Module):
             nn.init.normal_(fc.weight, std=0.01)
             nn.init.zeros_(fc.bias)
         pad = 0 if caffe else 1
-        if variant in ("fcn16s", "fcn8s"):
+        if variant in ("fcn16s", "fcn8s", "fcn4s"):
             self.score_pool4 = nn.Conv2d(512, num_classes, kernel_size=1)
             self.upscore2 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=pad, bias=False)
-        if variant == "fcn8s":
+        if variant in ("fcn8s", "fcn4s"):
             self.score_pool3 = nn.Conv2d(256, num_classes, kernel_size=1)
             self.upscore_pool4 = nn.ConvTranspose2d(
+                num_classes, num_classes, 4, stride=2, padding=pad, bias=False
+            )
+        if variant == "fcn4s":
+            if caffe:
+                raise ValueError("the FCN paper released no FCN-4s")
+            self.score_pool2 = nn.Conv2d(128, num_classes, kernel_size=1)
+            self.upscore_pool3 = nn.ConvTranspose2d(
                 num_classes, num_classes, 4, stride=2, padding=pad, bias=False
             )
         if caffe:
@@ -123,8 +132,8 @@ class FCN(nn.Module):
 
     @property
     def output_stride(self) -> int:
-        """Stride of the last score map before the final upsampling (32, 16 or 8)."""
-        return {"fcn32s": 32, "fcn16s": 16, "fcn8s": 8}[self.variant]
+        """Stride of the last score map before the final upsampling (32, 16, 8 or 4)."""
+        return {"fcn32s": 32, "fcn16s": 16, "fcn8s": 8, "fcn4s": 4}[self.variant]
 
     def reset_head(self) -> None:
         """Initialise the class-specific layers as the FCN paper does.
@@ -144,23 +153,26 @@ class FCN(nn.Module):
         h, w = x.shape[-2:]
         if self.geometry == "caffe":
             return self._caffe_forward(x.flip(1), h, w)  # RGB -> BGR, as Caffe's models expect
-        pool3, pool4, pool5 = self.backbone(x)
+        pool2, pool3, pool4, pool5 = self.backbone(x)
         y = self.drop6(F.relu(self.fc6(pool5), inplace=True))
         y = self.drop7(F.relu(self.fc7(y), inplace=True))
         y = _full_precision(self.score, y)
         if self.variant != "fcn32s":
             p4 = _full_precision(self.score_pool4, pool4)
             y = self.upscore2(y)[..., : p4.shape[-2], : p4.shape[-1]] + p4
-        if self.variant == "fcn8s":
+        if self.variant in ("fcn8s", "fcn4s"):
             p3 = _full_precision(self.score_pool3, pool3)
             y = self.upscore_pool4(y)[..., : p3.shape[-2], : p3.shape[-1]] + p3
+        if self.variant == "fcn4s":
+            p2 = _full_precision(self.score_pool2, pool2)
+            y = self.upscore_pool3(y)[..., : p2.shape[-2], : p2.shape[-1]] + p2
         # Score pixel i covers input pixels [s*i, s*i + s): upsample by s, crop to the input.
         y = F.interpolate(y, scale_factor=self.output_stride, mode="bilinear", align_corners=False)
         return y[..., :h, :w]
 
     def _caffe_forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """The released FCN models' geometry: skip scores cropped at Caffe's fixed offsets."""
-        pool3, pool4, pool5 = self.backbone(x)
+        _pool2, pool3, pool4, pool5 = self.backbone(x)
         y = self.drop6(F.relu(self.fc6(pool5), inplace=True))
         y = self.drop7(F.relu(self.fc7(y), inplace=True))
         y = _full_precision(self.score, y)

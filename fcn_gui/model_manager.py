@@ -6,6 +6,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from core.choices import SCRATCH_VARIANT
 from core.labels import LabelClass
 
 from .runner import Runner
@@ -37,7 +38,9 @@ class ModelManager(QObject):
     def info(self):
         return None if self.model is None else self.model.info
 
-    def load(self, checkpoint: Path | None, classes: list[LabelClass], variant: str = "fcn8s") -> None:
+    def load(
+        self, checkpoint: Path | None, classes: list[LabelClass], variant: str = SCRATCH_VARIANT
+    ) -> None:
         """Load ``checkpoint``, or build an untrained ``variant`` for ``classes``."""
 
         def build():

@@ -94,6 +94,19 @@ def test_import_our_fcn_as_pth(two_class_model, tmp_path):
         assert torch.equal(loaded.module.state_dict()[name], tensor), name  # the weights, not just the names
 
 
+def test_an_fcn4s_round_trips_through_both_formats(tmp_path):
+    torch.manual_seed(3)
+    model = new_model(ModelInfo(variant="fcn4s", classes=classes_from_names(["bg", "cell"])))
+    with torch.no_grad():
+        model.module.score_pool2.weight.normal_()  # not the zeros it starts with
+    save_checkpoint(tmp_path / "m.safetensors", model)
+    torch.save(model.module.state_dict(), tmp_path / "m.pth")
+    for path in (tmp_path / "m.safetensors", tmp_path / "m.pth"):
+        loaded = load_checkpoint(path)
+        assert loaded.info.variant == "fcn4s", path
+        assert torch.equal(loaded.module.score_pool2.weight, model.module.score_pool2.weight)
+
+
 @pytest.fixture
 def torch_home(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

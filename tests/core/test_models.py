@@ -40,6 +40,9 @@ def test_skip_branches_per_variant(models):
     assert not {"score_pool4", "score_pool3"} & names["fcn32s"]
     assert "score_pool4" in names["fcn16s"] and "score_pool3" not in names["fcn16s"]
     assert {"score_pool4", "score_pool3", "upscore2", "upscore_pool4"} <= names["fcn8s"]
+    assert "score_pool2" not in names["fcn8s"]
+    assert {"score_pool4", "score_pool3", "score_pool2", "upscore_pool3"} <= names["fcn4s"]
+    assert [m.output_stride for m in models.values()] == [32, 16, 8, 4]
     assert models["fcn8s"].fc6.kernel_size == (7, 7) and models["fcn8s"].fc6.padding == (3, 3)
     assert models["fcn8s"].fc7.kernel_size == (1, 1) and models["fcn8s"].fc7.out_channels == 4096
 
@@ -59,12 +62,12 @@ def test_fc6_fc7_from_vgg16_classifier_match_the_linear_layers():
     torch.testing.assert_close(conv[0, :, 3, 3], expected[0], rtol=1e-4, atol=1e-5)
     image = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(model.backbone(image)[2], reference.features(image))
+        torch.testing.assert_close(model.backbone(image)[-1], reference.features(image))
 
 
 def test_transposed_convs_start_bilinear(models):
-    model = models["fcn8s"]
-    for up in (model.upscore2, model.upscore_pool4):
+    model = models["fcn4s"]
+    for up in (model.upscore2, model.upscore_pool4, model.upscore_pool3):
         torch.testing.assert_close(up.weight.data, bilinear_kernel(5, 4))
         assert up.stride == (2, 2) and up.bias is None
     x = torch.randn(1, 5, 8, 8)
@@ -83,8 +86,8 @@ def test_bilinear_kernel_values():
 
 
 def test_score_layers_start_at_zero_as_in_the_paper(models):
-    model = models["fcn8s"]
-    for layer in (model.score, model.score_pool4, model.score_pool3):
+    model = models["fcn4s"]
+    for layer in (model.score, model.score_pool4, model.score_pool3, model.score_pool2):
         assert layer.weight.abs().sum() == 0 and layer.bias.abs().sum() == 0
     assert model.fc6.weight.std() > 0
 
@@ -100,7 +103,9 @@ def test_replace_classifier_keeps_the_trunk(models):
 
 def test_bad_arguments_are_explained():
     with pytest.raises(ValueError, match="unknown FCN variant"):
-        build_model("fcn4s", num_classes=2)
+        build_model("fcn2s", num_classes=2)
+    with pytest.raises(ValueError, match="released no FCN-4s"):
+        build_model("fcn4s", num_classes=2, geometry="caffe")
     with pytest.raises(ValueError, match="unknown backbone"):
         build_model("fcn8s", num_classes=2, backbone="vgg19")
     with pytest.raises(ValueError, match="between 1 and 255"):
