@@ -2,7 +2,7 @@
 
     python bench/gui_latency.py
 
-1. The longest event-loop stall while FCN-8s predicts a 2000x1500 image on the worker
+1. The longest event-loop stall while the untrained FCN predicts a 2000x1500 image on the worker
    thread (a 1 ms timer records every gap; target < 50 ms).
 2. The time from a brush mouse-move to the repainted overlay on a 4000x3000 image
    (the event is sent and the resulting paint processed; target < 16 ms median).
@@ -57,7 +57,7 @@ def main() -> None:
     Image.fromarray(photo(2000, 1500)).save(tmp / "big" / "a_2000x1500.png")
     Image.fromarray(photo(4000, 3000)).save(tmp / "big" / "b_4000x3000.jpg", quality=90)
     window = MainWindow()
-    window.predict_ahead.setChecked(False)
+    window.view_panel.predict_ahead.setChecked(False)
     window.resize(1400, 900)
     window.show()
     wait_for(app, lambda: window.session.models.predictor is not None)
@@ -73,7 +73,8 @@ def main() -> None:
     elapsed = time.perf_counter() - t
     timer.stop()
     print(
-        f"FCN-8s on 2000x1500 ({window.session.models.predictor.device_name}): predicted in {elapsed:.1f} s; "
+        f"{window.session.models.info.variant.upper()} on 2000x1500 "
+        f"({window.session.models.predictor.device_name}): predicted in {elapsed:.1f} s; "
         f"longest event-loop stall {max(gaps):.1f} ms over {len(gaps)} timer ticks "
         f"(99th percentile {np.percentile(gaps, 99):.1f} ms)"
     )
@@ -85,7 +86,7 @@ def main() -> None:
     canvas = window.canvas
     canvas.actual_size()
     window.select_tool("brush")
-    window.brush_size.setValue(30)
+    window.view_panel.brush_size.setValue(30)
     app.processEvents()
 
     def send(kind, x, y, button, buttons):
