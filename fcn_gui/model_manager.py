@@ -10,7 +10,6 @@ from core.choices import SCRATCH_VARIANT
 from core.labels import LabelClass
 
 from .runner import Runner
-from .workers import GeneratorThread
 
 
 class ModelManager(QObject):
@@ -32,7 +31,6 @@ class ModelManager(QObject):
         self.checkpoint: Path | None = None
         self.device = "auto"
         self.tile: int | None = None
-        self._thread: GeneratorThread | None = None
 
     @property
     def info(self):
@@ -81,18 +79,7 @@ class ModelManager(QObject):
             return model, Predictor(model, device=device, tile=tile), checkpoint
 
         self.loading.emit(text)
-        thread = self._runner.call(
-            work,
-            "model-loader",
-            on_result=self._on_loaded,
-            on_error=self.failed.emit,
-            on_finished=lambda: self._forget(thread),
-        )
-        self._thread = thread
-
-    def _forget(self, thread: GeneratorThread) -> None:
-        if self._thread is thread:
-            self._thread = None
+        self._runner.call(work, "model-loader", on_result=self._on_loaded, on_error=self.failed.emit)
 
     def _on_loaded(self, value) -> None:
         self.model, self.predictor, self.checkpoint = value
