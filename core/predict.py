@@ -140,12 +140,14 @@ class Predictor:
         return activations + blending + 6 * height * width
 
     def _batch_for(self, grid: TileGrid) -> int:
+        """Tiles per forward pass: never more than a band of the grid holds."""
         if self.batch_size is not None:
-            return self.batch_size
+            return max(1, min(self.batch_size, len(grid.xs)))
         if self.device.type != "cuda":
             return 1
         per_tile = grid.tile_h * grid.tile_w * BYTES_PER_PIXEL // 2  # fp16 activations
-        return int(max(1, min(8, device_memory_budget(self.device) // max(per_tile, 1))))
+        fits = device_memory_budget(self.device) // max(per_tile, 1)
+        return int(max(1, min(8, len(grid.xs), fits)))
 
     def iter_predict(self, image: np.ndarray) -> Generator[Progress, None, Prediction]:
         """Yield ``Progress`` per batch of tiles; return the ``Prediction``.

@@ -106,6 +106,18 @@ def test_out_of_memory_retries_with_smaller_tiles(local_model, small_image):
     np.testing.assert_array_equal(result.label, direct.label)
 
 
+def test_out_of_memory_on_a_single_tile_shrinks_the_tile_not_the_batch(local_model, small_image):
+    # Found on an H200 (bench/gpu_check.py): a whole image is one tile, yet three retries
+    # halved a batch of 8 before the tile shrank.
+    model = SegmentationModel(SmallGpu(local_model.module, 64 * 64), local_model.info)
+    predictor = Predictor(model, device="cpu", batch_size=8, min_tile=32, overlap=16)
+    result = predictor.predict(small_image)
+    assert "retrying with 64 px tiles" in predictor.warnings[0]
+    assert predictor.warnings[1:] == ["out of memory on cpu: retrying with 1 tiles per batch"]
+    direct = Predictor(local_model, device="cpu", tile=64, overlap=16).predict(small_image)
+    np.testing.assert_array_equal(result.label, direct.label)
+
+
 def test_out_of_memory_at_the_smallest_tile_on_cpu_is_a_clear_error(local_model, small_image):
     model = SegmentationModel(SmallGpu(local_model.module, 10), local_model.info)
     with pytest.raises(PredictionError, match="out of memory even with 32 px tiles on the CPU"):
