@@ -52,6 +52,18 @@ def nuclei_tiles(count: int) -> list[tuple[np.ndarray, np.ndarray]]:
     ]
 
 
+def cpu_name() -> str:
+    """The processor's model name and the threads torch uses, for every printed figure."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    return f"{cpu}, {torch.get_num_threads()} threads"
+
+
 def error_breakdown(pred: np.ndarray, truth: np.ndarray) -> str:
     """Where the corrections are: missed or extra foreground, on object edges or away from them."""
     from scipy import ndimage
@@ -190,14 +202,7 @@ def main() -> None:
     p.add_argument("--try-refine", action="store_true", help="print the effort after edge-aware refinement")
     p.add_argument("--try-threshold", action="store_true", help="print the effort at other thresholds")
     args = p.parse_args()
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    print(f"CPU: {cpu}, {torch.get_num_threads()} threads; torch {torch.__version__}")
+    print(f"CPU: {cpu_name()}; torch {torch.__version__}")
     print(f"settings: {vars(args)}")
     for precision in args.precision:
         print(f"precision {precision}:", flush=True)
