@@ -35,7 +35,7 @@ def confusion(
     try:
         with torch.inference_mode(), training_autocast(device, precision):
             for image, label in pairs:
-                x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+                x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()  # a writable copy
                 x = ((x / 255 - mean) / std).to(device)
                 pred = forward_scaled(net, x, info.scale).argmax(1)[0].to("cpu", torch.uint8).numpy()
                 meter.update(pred, label)

@@ -287,7 +287,9 @@ def forward_scaled(net: nn.Module, x: torch.Tensor, scale: float) -> torch.Tenso
     if scale == 1.0:
         return net(x)
     size = x.shape[-2:]
-    logits = net(F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=scale < 1))
+    # In fp32: antialiased resizing has no bf16 kernel; three channels cost little.
+    resized = F.interpolate(x.float(), scale_factor=scale, mode="bilinear", antialias=scale < 1)
+    logits = net(resized.to(x.dtype))
     return F.interpolate(logits.float(), size=size, mode="bilinear")
 
 

@@ -27,6 +27,7 @@ from .devices import (
     prepare_device,
 )
 from .errors import FcnGuiError
+from .models import forward_scaled
 from .progress import Progress, drain
 from .tiling import TileGrid, blend_window, make_grid
 
@@ -130,7 +131,7 @@ class Predictor:
     def _cost(self, tile_h: int, tile_w: int, height: int, width: int) -> int:
         """Bytes for one tile's forward pass and, when they share the memory, the image (3 bytes
         per pixel), the outputs (3) and the blending buffers."""
-        activations = tile_h * tile_w * BYTES_PER_PIXEL
+        activations = int(tile_h * tile_w * BYTES_PER_PIXEL * self.model.info.scale**2)
         if self.device.type == "cuda":
             return activations // 2  # fp16/bf16 activations; the rest lives in host memory
         if self.dtype == torch.bfloat16:
@@ -145,24 +146,21 @@ class Predictor:
             return max(1, min(self.batch_size, len(grid.xs)))
         if self.device.type != "cuda":
             return 1
-        per_tile = grid.tile_h * grid.tile_w * BYTES_PER_PIXEL // 2  # fp16 activations
+        scale = self.model.info.scale
+        per_tile = int(grid.tile_h * grid.tile_w * BYTES_PER_PIXEL * scale**2) // 2  # fp16 activations
         fits = device_memory_budget(self.device) // max(per_tile, 1)
         return int(max(1, min(8, len(grid.xs), fits)))
 
     def iter_predict(self, image: np.ndarray) -> Generator[Progress, None, Prediction]:
         """Yield ``Progress`` per batch of tiles; return the ``Prediction``.
 
-        A model whose ``info.scale`` is not 1 sees the image resized by it; the label and
-        confidence come back at the image's own size. Stopping the iteration between tiles
-        cancels the work.
+        Tiles are cut from the image at its own size; a model whose ``info.scale`` is not 1
+        sees each tile resized by it, and its scores come back bilinearly to the tile's size
+        before the softmax (``core.models.forward_scaled``, as in evaluation), so edges keep
+        their sub-pixel position. Stopping the iteration between tiles cancels the work.
         """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 image, got {image.dtype} {image.shape}")
-        scale = self.model.info.scale
-        if scale != 1.0:
-            size = image.shape[:2]
-            prediction = yield from self._iter_predict(resize_image(image, scale))
-            return Prediction(resize_map(prediction.label, size), resize_map(prediction.confidence, size))
         return (yield from self._iter_predict(image))
 
     def _iter_predict(self, image: np.ndarray) -> Generator[Progress, None, Prediction]:
@@ -220,25 +218,5 @@ class Predictor:
             batch = ((batch.float() - self._mean) / self._std).to(self.dtype)
             if self.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
-            logits = self.model.module(batch)
+            logits = forward_scaled(self.model.module, batch, self.model.info.scale)
             return torch.softmax(logits.float(), dim=1).mul_(window)
-
-
-def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
-    """``image`` (HxWx3 uint8) resized by ``scale`` (bilinear; antialiased when shrinking)."""
-    from PIL import Image
-
-    h, w = image.shape[:2]
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
-
-
-def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A label map (nearest neighbour) or a confidence map (bilinear) resized to ``size`` (h, w)."""
-    from PIL import Image
-
-    h, w = size
-    if values.dtype == np.uint8:
-        return np.asarray(Image.fromarray(values).resize((w, h), Image.NEAREST))
-    resized = Image.fromarray(values.astype(np.float32)).resize((w, h), Image.BILINEAR)
-    return np.asarray(resized).astype(values.dtype)

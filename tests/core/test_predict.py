@@ -167,3 +167,22 @@ def test_the_bf16_decision(amx, avx512_bf16, machine, speed_up, expected, measur
     timed = []
     result = bf16_decision(amx, avx512_bf16, machine, lambda: timed.append(1) or speed_up)
     assert result is expected and bool(timed) is measured
+
+
+def test_a_scaled_model_predicts_what_its_evaluation_scores(local_model, small_image):
+    """At an input scale of 2 the scores come back to the image's size before the argmax, the
+    way ``core.evaluate`` (the learner's held-out check) and the ONNX export compute them."""
+    from core.evaluate import confusion
+
+    reference = copy.deepcopy(local_model)
+    local_model.info.scale = reference.info.scale = 2.0
+    label = Predictor(local_model, device="cpu", precision="fp32").predict(small_image).label
+    matrix = confusion(reference.module, [(small_image, label)], reference.info, torch.device("cpu")).matrix
+    agreement = np.trace(matrix) / matrix.sum()
+    assert agreement > 0.999, f"prediction and evaluation agree on only {agreement:.2%} of pixels"
+
+
+def test_a_shrinking_scale_runs_in_bf16(local_model, small_image):
+    local_model.info.scale = 0.5  # antialiased resizing, which has no bf16 kernel
+    prediction = Predictor(local_model, device="cpu", precision="bf16").predict(small_image)
+    assert prediction.label.shape == small_image.shape[:2]
