@@ -16,6 +16,7 @@ from core.learner import Adopted, ContinuousLearner, LearnerConfig
 from core.predict import Predictor
 from core.sampling import CropSampler, Example, object_scale
 from core.train import StepRunner, build_optimizer
+from core.weight_average import WeightAverage
 
 CLASSES = classes_from_names(["background", "nucleus"])
 
@@ -203,3 +204,40 @@ def test_small_objects_are_learnt_at_twice_the_size(base_model, tiles, local_mod
     assert zoomed.label.shape == plain.label.shape == small_image.shape[:2]
     assert zoomed.confidence.shape == small_image.shape[:2] and zoomed.confidence.dtype == np.float16
     assert 0.05 < np.mean(zoomed.label != plain.label) < 0.95
+
+
+def test_the_weight_average_follows_the_weights_and_swaps_in_and_out():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 2, 1))
+    net[1].requires_grad_(False)  # frozen layers are not averaged
+    average = WeightAverage(net, 0.5)
+    assert len(average.params) == 2
+    start = net[0].weight.detach().clone()
+    for _ in range(20):
+        with torch.no_grad():
+            net[0].weight.add_(1.0)
+        average.update()
+    latest = net[0].weight.detach().clone()
+    with average.swapped_in():
+        inside = net[0].weight.detach().clone()
+    # Behind the latest weights (each step adds 1: a decay of 0.5 lags by one step), ahead of the start.
+    assert torch.allclose(inside, latest - 1.0, atol=1e-3) and (inside > start + 15).all()
+    assert torch.equal(net[0].weight, latest)  # restored exactly
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        WeightAverage(net, 1.0)
+
+
+def test_the_learner_adopts_its_weight_average(base_model, tiles):
+    learner = ContinuousLearner(base_model, small_config(average=0.9))
+    learner.add(examples(tiles, 1)[0])
+    run = learner.run()
+    adopted = next(e for e in run if isinstance(e, Adopted))
+    latest = {k: v.clone() for k, v in learner.net.state_dict().items()}
+    with learner._average.swapped_in():
+        averaged = learner.net.state_dict()
+        for name, value in adopted.model.module.state_dict().items():
+            assert torch.equal(value, averaged[name].float().cpu()), name
+    changed = [k for k, v in learner.net.state_dict().items() if not torch.equal(v, latest[k])]
+    assert not changed  # training goes on from its own weights
+    assert not torch.equal(adopted.model.module.score.weight, latest["score.weight"])
+    run.close()
