@@ -131,14 +131,18 @@ class Predictor:
     def _cost(self, tile_h: int, tile_w: int, height: int, width: int) -> int:
         """Bytes for one tile's forward pass and, when they share the memory, the image (3 bytes
         per pixel), the outputs (3) and the blending buffers."""
-        activations = int(tile_h * tile_w * BYTES_PER_PIXEL * self.model.info.scale**2)
+        activations = self._activations(tile_h, tile_w)
         if self.device.type == "cuda":
-            return activations // 2  # fp16/bf16 activations; the rest lives in host memory
-        if self.dtype == torch.bfloat16:
-            activations //= 2
+            return activations  # the rest lives in host memory
         per_pixel = self.model.info.num_classes * BLEND_DTYPE.itemsize + 4  # + the fp32 weight sum
         blending = per_pixel * (tile_h * tile_w + 2 * self.overlap * width)
         return activations + blending + 6 * height * width
+
+    def _activations(self, tile_h: int, tile_w: int) -> int:
+        """Bytes of one tile's forward pass at the model's input scale, in its precision."""
+        activations = int(tile_h * tile_w * BYTES_PER_PIXEL * self.model.info.scale**2)
+        half = self.device.type == "cuda" or self.dtype == torch.bfloat16  # fp16/bf16 activations
+        return activations // 2 if half else activations
 
     def _batch_for(self, grid: TileGrid) -> int:
         """Tiles per forward pass: never more than a band of the grid holds."""
@@ -146,9 +150,7 @@ class Predictor:
             return max(1, min(self.batch_size, len(grid.xs)))
         if self.device.type != "cuda":
             return 1
-        scale = self.model.info.scale
-        per_tile = int(grid.tile_h * grid.tile_w * BYTES_PER_PIXEL * scale**2) // 2  # fp16 activations
-        fits = device_memory_budget(self.device) // max(per_tile, 1)
+        fits = device_memory_budget(self.device) // max(self._activations(grid.tile_h, grid.tile_w), 1)
         return int(max(1, min(8, len(grid.xs), fits)))
 
     def iter_predict(self, image: np.ndarray) -> Generator[Progress, None, Prediction]:
