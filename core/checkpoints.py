@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .atomic import atomic_path
+from .choices import UNET
 from .errors import CheckpointError
 from .labels import classes_from_names, default_classes
 from .model_info import (
@@ -51,6 +52,8 @@ def new_model(info: ModelInfo, *, init: str = "none", allow_download: bool = Fal
         info.variant, num_classes=info.num_classes, backbone=info.backbone, geometry=info.geometry
     )
     info = ModelInfo(**{**asdict(info), "classes": list(info.classes)})
+    if init != "none" and info.variant == UNET:
+        raise ValueError("no pretrained weights exist for the U-Net; it learns from scratch (init 'none')")
     if init == "imagenet":
         if not isinstance(module, FCN):
             raise ValueError(

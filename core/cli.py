@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .choices import BACKBONES, PRECISION_CHOICES, VARIANTS
+from .choices import BACKBONES, PRECISION_CHOICES, UNET, VARIANTS
 from .errors import FcnGuiError
 from .limits import LIMITS, check_overlap
 
@@ -108,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--variant", default="fcn8s", choices=VARIANTS)
     tr.add_argument("--backbone", default="vgg16", choices=BACKBONES)
-    tr.add_argument("--init", default="imagenet", help="CHECKPOINT, imagenet, voc (ResNet) or none")
+    tr.add_argument(
+        "--init", help="CHECKPOINT, imagenet, voc (ResNet) or none (default: imagenet; none for unet)"
+    )
     tr.add_argument("--download", action="store_true", help="allow downloading pretrained weights")
     tr.add_argument("--classes", type=Path, help="class list file (one name per line)")
     budget = tr.add_mutually_exclusive_group()
@@ -371,7 +373,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         output=args.output,
         variant=args.variant,
         backbone=args.backbone,
-        init=args.init,
+        init=args.init or ("none" if args.variant == UNET else "imagenet"),
         allow_download=args.download,
         steps=args.steps,
         epochs=args.epochs,

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .checkpoints import SegmentationModel
+from .choices import UNET
 from .devices import choose_device, prepare_device, training_precision_name
 from .evaluate import confusion
 from .history import LearningHistory
@@ -46,9 +47,9 @@ EVAL_SIDE = 1024  # held-out images larger than this are scored on their central
 class LearnerConfig:
     """Knobs of the continuous learner; the defaults come from ``bench/session.py``."""
 
-    crop: int = 256
-    batch_size: int = 4
-    lr: float = 3e-4
+    crop: int | None = None  # None: the network's recipe (RECIPES)
+    batch_size: int | None = None
+    lr: float | None = None
     head_lr_mult: float = 100.0
     weight_decay: float = 1e-4
     dropout: float = 0.1
@@ -68,6 +69,27 @@ class LearnerConfig:
     # with bench/session.py: image 2 costs 34 % instead of 55 %, images 3-8 12.9 % against 13.2 %.
     average: float = 0.95
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Crop side, batch size and learning rate that train a network best per CPU-second."""
+
+    crop: int
+    batch_size: int
+    lr: float
+
+
+# Measured with bench/session.py (README, "Learning while you annotate"): the VGG16 FCNs want
+# large crops to fill their stride-8 maps; the U-Net learns edges from many small crops.
+RECIPES = {UNET: Recipe(crop=96, batch_size=8, lr=1e-3)}
+FCN_RECIPE = Recipe(crop=256, batch_size=4, lr=3e-4)
+
+
+def recipe_for(config: LearnerConfig, variant: str) -> LearnerConfig:
+    """``config`` with the unset crop, batch size and learning rate taken from ``variant``'s recipe."""
+    recipe = dataclasses.asdict(RECIPES.get(variant, FCN_RECIPE))
+    return dataclasses.replace(config, **{k: v for k, v in recipe.items() if getattr(config, k) is None})
 
 
 @dataclass(frozen=True)
@@ -120,7 +142,7 @@ class ContinuousLearner:
         state: dict | None = None,
         in_use: SegmentationModel | None = None,
     ) -> None:
-        self.config = c = config or LearnerConfig()
+        self.config = c = recipe_for(config or LearnerConfig(), model.info.variant)
         self.device = choose_device(c.device)
         prepare_device(self.device)
         self.history = history
@@ -281,7 +303,9 @@ class ContinuousLearner:
                     continue
                 if self._scale_pending:
                     self._scale_pending = False
-                    self.model.info.scale = self.sampler.zoom = object_scale([e.label for e in train])
+                    labels = [e.label for e in train]
+                    stride = getattr(self.net, "output_stride", 8)
+                    self.model.info.scale = self.sampler.zoom = object_scale(labels) if stride > 1 else 1.0
                 started = time.perf_counter()
                 images, masks = self.sampler.batch(train, c.batch_size)
                 loss = self.step_runner(images, masks, lambda v, f=first_loss: _check(v, f))

@@ -14,6 +14,7 @@ from typing import Any
 
 from safetensors import SafetensorError, safe_open
 
+from .choices import UNET
 from .errors import CheckpointError
 from .labels import LabelClass, default_classes
 
@@ -42,6 +43,10 @@ class ModelInfo:
     training: dict[str, Any] = field(default_factory=dict)
     scale: float = 1.0  # the network sees images resized by this factor (2: small objects, finer edges)
     geometry: str = "ours"  # or "caffe": the FCN paper's released models (see core.models.GEOMETRIES)
+
+    def __post_init__(self) -> None:
+        if self.variant == UNET:  # its own encoder: "vgg16" here is only the unset default
+            self.backbone = UNET
 
     @property
     def num_classes(self) -> int:
@@ -83,7 +88,8 @@ class ModelInfo:
     def describe(self) -> str:
         """One line for a status bar or a log."""
         state = "trained" if self.trained else "UNTRAINED: predictions are meaningless until fine-tuned"
-        return f"{self.variant.upper()} {self.backbone}, {self.num_classes} classes, {state}"
+        backbone = "" if self.backbone == self.variant else f" {self.backbone}"
+        return f"{self.variant.upper()}{backbone}, {self.num_classes} classes, {state}"
 
 
 def read_info(path: str | Path) -> ModelInfo:

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .choices import BACKBONES, VARIANTS
+from .choices import BACKBONES, UNET, VARIANTS
+from .unet import UNet
 
 # "ours": conv1 padding 1, FC6 padding 3, bilinear final upsampling, outputs cropped at 0.
 # "caffe": the FCN paper's released models (converted by torchfcn): 100 px of padding at
@@ -95,6 +96,8 @@ class FCN(nn.Module):
             raise ValueError(f"unknown FCN variant {variant!r}; choose one of {', '.join(VARIANTS)}")
         if geometry not in GEOMETRIES:
             raise ValueError(f"unknown geometry {geometry!r}; choose one of {', '.join(GEOMETRIES)}")
+        if variant == UNET:
+            raise ValueError("the U-Net is not built on VGG16; use build_model('unet', ...)")
         self.variant = variant
         self.num_classes = num_classes
         self.geometry = geometry
@@ -248,14 +251,21 @@ def build_model(
 ) -> nn.Module:
     """Build an untrained FCN. Nothing is downloaded; see ``core.weights`` for pretrained weights.
 
-    ``variant`` is ``fcn32s``, ``fcn16s`` or ``fcn8s`` for VGG16. torchvision's dilated
+    ``variant`` is ``fcn32s``, ``fcn16s``, ``fcn8s`` or ``fcn4s`` for VGG16. torchvision's dilated
     FCN-ResNet backbones (``resnet50``, ``resnet101``) predict at stride 8 and come as ``fcn8s``.
+    ``unet`` is the small U-Net of ``core.unet``, with its own encoder.
     """
     if num_classes < 1 or num_classes > 255:
         raise ValueError(f"num_classes must be between 1 and 255 (255 is void), got {num_classes}")
+    if UNET in (variant, backbone):
+        if variant != UNET or backbone not in (UNET, "vgg16"):  # vgg16: the default backbone, unset
+            raise ValueError(
+                f"the U-Net has its own encoder: use variant 'unet' alone (got {variant}/{backbone})"
+            )
+        return UNet(num_classes)
     if backbone == "vgg16":
         return FCN(variant, num_classes, geometry=geometry)
-    if backbone in BACKBONES[1:]:
+    if backbone in ("resnet50", "resnet101"):
         if variant != "fcn8s":
             raise ValueError(
                 f"the {backbone} backbone is torchvision's dilated FCN with output stride 8; "
@@ -273,6 +283,8 @@ def replace_classifier(model: nn.Module, num_classes: int) -> None:
             if name.startswith(("score", "upscore")):
                 setattr(model, name, module)
         model.num_classes = num_classes
+    elif isinstance(model, UNet):
+        model.replace_head(num_classes)
     elif isinstance(model, TorchvisionFCN):
         old = model.net.classifier[-1]
         model.net.classifier[-1] = nn.Conv2d(old.in_channels, num_classes, kernel_size=1)

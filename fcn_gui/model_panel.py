@@ -73,7 +73,8 @@ class ModelPanel(QWidget):
         )
 
     def show_info(self, info, device_name: str, checkpoint: str | None) -> None:
-        self.name.setText(f"<b>{info.variant.upper()}</b> · {info.backbone} · {info.num_classes} classes")
+        backbone = "" if info.backbone == info.variant else f" · {info.backbone}"
+        self.name.setText(f"<b>{info.variant.upper()}</b>{backbone} · {info.num_classes} classes")
         lines = [f"Weights: {checkpoint or info.source}", f"Running on: {device_name}"]
         if info.scale != 1.0:
             lines.append(f"Sees images at {info.scale:g}x (small objects, finer edges)")

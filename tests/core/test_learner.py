@@ -260,3 +260,23 @@ def test_fcn4s_learns_21_classes_from_scratch_without_diverging(data_dir):
     losses = [next(steps).loss for _ in range(6)]  # a diverging loss would raise TrainingError
     run.close()
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_the_unet_learns_small_nuclei_at_their_own_scale_with_its_recipe(tiles):
+    """Nuclei narrower than 24 px make an FCN learn at 2x; the U-Net scores every pixel and
+    stays at 1x. Its recipe (many small crops, a higher learning rate) fills the unset knobs."""
+    torch.manual_seed(0)
+    assert object_scale([label for _, label in tiles]) == 2.0
+    model = new_model(ModelInfo(variant="unet", classes=CLASSES))
+    learner = ContinuousLearner(model, small_config(crop=None, batch_size=None, lr=None, budget_s=1e9))
+    assert (learner.config.crop, learner.config.batch_size, learner.config.lr) == (96, 8, 1e-3)
+    for e in examples(tiles, 2):
+        learner.add(e)
+    run = learner.run()
+    losses = [next(run).loss for _ in range(40)]
+    run.close()
+    assert learner.model.info.scale == 1.0
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
+    image, truth = tiles[0]
+    label = Predictor(SegmentationModel(learner.net, learner.model.info), device="cpu").predict(image).label
+    assert (label != truth).sum() < 0.5 * (truth > 0).sum()  # fewer corrections than painting from scratch

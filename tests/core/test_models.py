@@ -1,8 +1,12 @@
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from core.checkpoints import new_model
 from core.choices import VARIANTS
+from core.model_info import ModelInfo
 from core.models import FCN, bilinear_kernel, build_model, count_parameters, replace_classifier
 
 
@@ -29,6 +33,27 @@ def test_resnet_backbone_output_size():
         build_model("fcn32s", num_classes=3, backbone="resnet50")
 
 
+def test_the_unet_is_small_and_has_its_own_encoder(models):
+    unet = models["unet"]
+    assert 0.5e6 < count_parameters(unet) < 0.01 * 134e6
+    assert ModelInfo(variant="unet").backbone == "unet"  # "vgg16", the unset default, means nothing here
+    with pytest.raises(ValueError, match="own encoder"):
+        build_model("unet", num_classes=2, backbone="resnet50")
+    with pytest.raises(ValueError, match="own encoder"):
+        build_model("fcn8s", num_classes=2, backbone="unet")
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        new_model(ModelInfo(variant="unet"), init="imagenet")
+
+
+def test_the_unet_class_layer_is_replaced_and_the_encoder_kept(models):
+    unet = copy.deepcopy(models["unet"])
+    encoder = {k: v.clone() for k, v in unet.down.state_dict().items()}
+    replace_classifier(unet, 7)
+    with torch.no_grad():
+        assert unet(torch.randn(1, 3, 20, 30)).shape == (1, 7, 20, 30)
+    assert all(torch.equal(v, unet.down.state_dict()[k]) for k, v in encoder.items())
+
+
 def test_fcn8s_vgg16_has_about_134m_parameters():
     with torch.device("meta"):
         model = build_model("fcn8s", num_classes=21)
@@ -42,7 +67,7 @@ def test_skip_branches_per_variant(models):
     assert {"score_pool4", "score_pool3", "upscore2", "upscore_pool4"} <= names["fcn8s"]
     assert "score_pool2" not in names["fcn8s"]
     assert {"score_pool4", "score_pool3", "score_pool2", "upscore_pool3"} <= names["fcn4s"]
-    assert [m.output_stride for m in models.values()] == [32, 16, 8, 4]
+    assert [m.output_stride for m in models.values()] == [32, 16, 8, 4, 1]
     assert models["fcn8s"].fc6.kernel_size == (7, 7) and models["fcn8s"].fc6.padding == (3, 3)
     assert models["fcn8s"].fc7.kernel_size == (1, 1) and models["fcn8s"].fc7.out_channels == 4096
 

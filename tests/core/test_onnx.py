@@ -40,3 +40,32 @@ def test_onnx_labels_match_segment_on_a_real_photo(checkpoint, tmp_path, capsys)
 def test_export_model_to_a_folder_is_refused(checkpoint, tmp_path, capsys):
     assert main(["export-model", str(checkpoint), "--out", str(tmp_path)]) == 1
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_a_unet_exports_for_any_size_and_agrees_with_segment(tmp_path, capsys):
+    """The U-Net pads its input to a multiple of 8 and crops the logits: that too must export."""
+    import torch
+
+    from core.checkpoints import ModelInfo, new_model, save_checkpoint
+    from core.labels import classes_from_names
+
+    torch.manual_seed(0)
+    model = new_model(ModelInfo(variant="unet", classes=classes_from_names(["bg", "a", "b"])))
+    with torch.no_grad():  # labels that vary over the photo, so that agreement means something
+        model.module.head.weight.normal_(std=3.0)
+        model.module.head.bias.zero_()
+    save_checkpoint(tmp_path / "unet.safetensors", model)
+    out = tmp_path / "unet.onnx"
+    assert main(["export-model", str(tmp_path / "unet.safetensors"), "--out", str(out)]) == 0
+    photo = tmp_path / "photos" / "chelsea.png"
+    photo.parent.mkdir()
+    with Image.open(Path(__file__).parents[2] / "resources/samples/chelsea.png") as img:
+        img.convert("RGB").resize((61, 45)).save(photo)
+    image = np.asarray(Image.open(photo))
+    labels, logits = ort.InferenceSession(str(out)).run(None, {"image": image})
+    assert labels.shape == (45, 61) and logits.shape == (1, 3, 45, 61)
+    assert main(["segment", str(photo), "--out", str(tmp_path / "seg"), "--checkpoint",
+                 str(tmp_path / "unet.safetensors"), "--precision", "fp32"]) == 0  # fmt: skip
+    expected = read_label(tmp_path / "seg" / "chelsea.png")
+    assert np.mean(labels == expected) >= 0.995 and len(np.unique(expected)) > 1
+    capsys.readouterr()

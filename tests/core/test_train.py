@@ -187,6 +187,17 @@ def test_cli_train_and_eval(nuclei_voc, tmp_path, capsys):
     assert "not a VOC dataset" in capsys.readouterr().err
 
 
+def test_cli_trains_a_unet_from_scratch_without_being_told_to(nuclei_voc, tmp_path, capsys):
+    out = tmp_path / "unet.safetensors"
+    args = ["train", str(nuclei_voc), "--output", str(out), "--variant", "unet", "--steps", "2",
+            "--crop", "64", "--batch-size", "2", "--workers", "0", "--val-every", "2"]  # fmt: skip
+    assert main(args) == 0  # no --init: the U-Net has no pretrained weights to look for
+    info = read_info(out)
+    assert (info.variant, info.backbone, info.training["steps"]) == ("unet", "unet", 2)
+    assert main([*args, "--init", "imagenet"]) == 1
+    assert "no pretrained weights exist for the U-Net" in capsys.readouterr().err
+
+
 def test_cli_time_budget_stops_in_time_and_still_writes_checkpoints(nuclei_voc, tmp_path, capsys):
     out = tmp_path / "budget.safetensors"
     args = ["train", str(nuclei_voc), "--output", str(out), "--init", "none", "--steps", "100000",
