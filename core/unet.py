@@ -64,10 +64,6 @@ class UNet(nn.Module):
             x = merge(torch.cat([up(x), skip], dim=1))
         return self.head(x)[..., :h, :w]
 
-    def reset_head(self) -> None:
-        """Re-initialise the 1x1 class layer (used when the class list changes)."""
-        self.head.reset_parameters()
-
     def replace_head(self, num_classes: int) -> None:
         """A new class layer for ``num_classes``; everything else is kept."""
         self.head = nn.Conv2d(self.head.in_channels, num_classes, 1)

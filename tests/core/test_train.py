@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.checkpoints import load_checkpoint, read_info
+from core.checkpoints import load_checkpoint, new_model, read_info
 from core.cli import main
 from core.datasets import TrainData
 from core.images import read_image
@@ -196,6 +196,12 @@ def test_cli_trains_a_unet_from_scratch_without_being_told_to(nuclei_voc, tmp_pa
     assert (info.variant, info.backbone, info.training["steps"]) == ("unet", "unet", 2)
     assert main([*args, "--init", "imagenet"]) == 1
     assert "no pretrained weights exist for the U-Net" in capsys.readouterr().err
+    assert main([*args, "--freeze-backbone"]) == 0
+    torch.manual_seed(0)  # the run's seed: the same random initialisation
+    start = dict(new_model(info).module.named_parameters())
+    trained = dict(load_checkpoint(out).module.named_parameters())
+    assert all(torch.equal(p, start[k]) for k, p in trained.items() if k.startswith("down."))
+    assert not torch.equal(trained["head.weight"], start["head.weight"])
 
 
 def test_cli_time_budget_stops_in_time_and_still_writes_checkpoints(nuclei_voc, tmp_path, capsys):
