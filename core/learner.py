@@ -303,9 +303,8 @@ class ContinuousLearner:
                     continue
                 if self._scale_pending:
                     self._scale_pending = False
-                    labels = [e.label for e in train]
-                    stride = getattr(self.net, "output_stride", 8)
-                    self.model.info.scale = self.sampler.zoom = object_scale(labels) if stride > 1 else 1.0
+                    scale = object_scale([e.label for e in train], self.net.output_stride)
+                    self.model.info.scale = self.sampler.zoom = scale
                 started = time.perf_counter()
                 images, masks = self.sampler.batch(train, c.batch_size)
                 loss = self.step_runner(images, masks, lambda v, f=first_loss: _check(v, f))

@@ -90,6 +90,8 @@ class FCN(nn.Module):
     small objects, for 0.01 % more weights (see README, "Learning while you annotate").
     """
 
+    encoder_prefix = "backbone."  # what --freeze-backbone freezes
+
     def __init__(self, variant: str, num_classes: int, dropout: float = 0.5, geometry: str = "ours") -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -225,6 +227,8 @@ class TorchvisionFCN(nn.Module):
     """torchvision's FCN-ResNet50/101 (dilated, output stride 8) returning a logits tensor."""
 
     variant = "fcn8s"
+    output_stride = 8
+    encoder_prefix = "net.backbone."
 
     def __init__(self, backbone: str, num_classes: int) -> None:
         super().__init__()

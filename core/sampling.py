@@ -23,11 +23,14 @@ STRIDE = 32  # crops are multiples of the network's stride
 SMALL_OBJECT_PX = 24  # objects narrower than three score pixels (stride 8) are learnt at 2x
 
 
-def object_scale(labels: list[np.ndarray]) -> float:
+def object_scale(labels: list[np.ndarray], stride: int = 8) -> float:
     """The input scale for objects like those labelled: 2 when their median width is under
     ``SMALL_OBJECT_PX`` (FCN-8s scores at stride 8, so narrower objects lose their edges),
-    else 1. An object is a connected region of one non-background class (0 is background).
+    else 1, and always 1 for a network that scores every pixel (``stride`` 1: the U-Net).
+    An object is a connected region of one non-background class (0 is background).
     """
+    if stride == 1:
+        return 1.0
     widths = []
     for label in labels:
         for cls in np.unique(label):

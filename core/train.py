@@ -145,7 +145,7 @@ class Trainer:
             self.net = self.net.to(memory_format=torch.channels_last)
         set_dropout(self.net, config.dropout)
         if config.freeze_backbone:
-            freeze(self.net, ("backbone.", "net.backbone.", "down."))  # "down.": the U-Net's encoder
+            freeze(self.net, (self.net.encoder_prefix,))
         self.opt = self._optimizer()
         self.loader, self.sampler = self._loader()
         self.steps = config.steps

@@ -41,6 +41,7 @@ class UNet(nn.Module):
 
     variant = "unet"
     output_stride = 1
+    encoder_prefix = "down."  # what --freeze-backbone freezes
 
     def __init__(self, num_classes: int, width: int = UNET_WIDTH, depth: int = UNET_DEPTH) -> None:
         super().__init__()

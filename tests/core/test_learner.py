@@ -187,6 +187,7 @@ def test_crops_centre_on_pixels_the_model_got_wrong(tiles):
 def test_small_objects_are_learnt_at_twice_the_size(base_model, tiles, local_model, small_image):
     nuclei = [label for _image, label in tiles]
     assert object_scale(nuclei) == 2.0  # nuclei are about 15 px wide: under three score pixels
+    assert object_scale(nuclei, stride=1) == 1.0  # a network that scores every pixel needs no zoom
     big = np.zeros((128, 128), np.uint8)
     big[20:100, 30:110] = 3
     big[0:5] = VOID
