@@ -1,8 +1,8 @@
 """Training data: (image, label) pairs from a project or a VOC folder, with joint augmentation.
 
 Augmentation uses torchvision ``transforms.v2`` on ``tv_tensors`` so that the image and its
-mask get the same random scale, crop and flip (masks resized with nearest neighbour and
-padded with 255, void).
+mask get the same random scale, crop and flip (masks resized with half-pixel-centred nearest
+neighbour and padded with 255, void).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from torchvision.transforms.v2 import functional as TF
 from .errors import DatasetError
 from .images import read_image
 from .labels import VOID, LabelClass, read_class_file, read_label
+from .sampling import EXACT
 from .voc import dataset_classes, find_image, find_voc_root, split_ids
 
 
@@ -121,6 +122,8 @@ class RandomScale(v2.Transform):
         return {"size": [max(1, round(h * factor)), max(1, round(w * factor))]}
 
     def transform(self, inpt, params: dict):
+        if isinstance(inpt, tv_tensors.Mask):
+            return TF.resize(inpt, params["size"], interpolation=EXACT)
         return TF.resize(inpt, params["size"], antialias=True)
 
 
