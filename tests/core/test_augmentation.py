@@ -43,9 +43,10 @@ def test_the_training_transform_keeps_masks_on_their_images(label_as_image):
     image, label = label_as_image
     transform = train_transform(48, (0.0,) * 3, (1.0,) * 3, scale=(0.8, 1.25))
     torch.manual_seed(0)
-    pairs = [
-        transform(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)), tv_tensors.Mask(torch.from_numpy(label)))
-        for _ in range(32)
-    ]
+    pair = (
+        tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)),
+        tv_tensors.Mask(torch.from_numpy(label)),
+    )
+    pairs = [transform(*pair) for _ in range(32)]
     images, masks = (torch.stack(t) for t in zip(*pairs, strict=True))
     assert disagreement(images, masks) < 0.03
