@@ -27,11 +27,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 from session import cpu_name  # noqa: E402
 
 from core.checkpoints import ModelInfo, new_model  # noqa: E402
-from core.choices import SCRATCH_VARIANT, UNET  # noqa: E402
+from core.choices import SCRATCH_VARIANT  # noqa: E402
 from core.images import read_image  # noqa: E402
 from core.labels import classes_from_names  # noqa: E402
 from core.learner import ContinuousLearner, LearnerConfig  # noqa: E402
-from core.sampling import Example  # noqa: E402
+from core.sampling import Example, object_scale  # noqa: E402
 
 
 def run(precision: str, seed: int, steps: int, variant: str) -> tuple[float, float]:
@@ -39,12 +39,12 @@ def run(precision: str, seed: int, steps: int, variant: str) -> tuple[float, flo
     truth = (np.asarray(Image.open(ROOT / "tests/data/nuclei/nuclei_instances.tif")) > 0).astype(np.uint8)
     torch.manual_seed(seed)
     model = new_model(ModelInfo(variant=variant, classes=classes_from_names(["background", "nucleus"])))
-    scale = 1.0 if variant == UNET else 2.0  # what the learner chooses for these small nuclei
+    train = [Example(f"t{i}", image[i * 128 : (i + 1) * 128, :256], truth[i * 128 : (i + 1) * 128, :256])
+             for i in range(4)]  # fmt: skip
+    scale = object_scale([e.label for e in train], model.module.output_stride)  # as the learner chooses
     config = LearnerConfig(precision=precision, device="cpu", seed=seed, all_orientations=True, scale=scale)
     learner = ContinuousLearner(model, config)
     config = learner.config  # with the network's recipe filled in
-    train = [Example(f"t{i}", image[i * 128 : (i + 1) * 128, :256], truth[i * 128 : (i + 1) * 128, :256])
-             for i in range(4)]  # fmt: skip
     val = Example("val", image[:, 256:], truth[:, 256:])
     started = time.perf_counter()
     for _ in range(steps):
