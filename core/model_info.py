@@ -49,6 +49,11 @@ class ModelInfo:
             self.backbone = UNET
 
     @property
+    def named_backbone(self) -> str:
+        """The backbone to name next to the variant; empty for a network with its own encoder."""
+        return "" if self.backbone == self.variant else self.backbone
+
+    @property
     def num_classes(self) -> int:
         return len(self.classes)
 
@@ -88,8 +93,8 @@ class ModelInfo:
     def describe(self) -> str:
         """One line for a status bar or a log."""
         state = "trained" if self.trained else "UNTRAINED: predictions are meaningless until fine-tuned"
-        backbone = "" if self.backbone == self.variant else f" {self.backbone}"
-        return f"{self.variant.upper()}{backbone}, {self.num_classes} classes, {state}"
+        name = " ".join(filter(None, (self.variant.upper(), self.named_backbone)))
+        return f"{name}, {self.num_classes} classes, {state}"
 
 
 def read_info(path: str | Path) -> ModelInfo:

@@ -73,8 +73,8 @@ class ModelPanel(QWidget):
         )
 
     def show_info(self, info, device_name: str, checkpoint: str | None) -> None:
-        backbone = "" if info.backbone == info.variant else f" · {info.backbone}"
-        self.name.setText(f"<b>{info.variant.upper()}</b>{backbone} · {info.num_classes} classes")
+        parts = (f"<b>{info.variant.upper()}</b>", info.named_backbone, f"{info.num_classes} classes")
+        self.name.setText(" · ".join(filter(None, parts)))
         lines = [f"Weights: {checkpoint or info.source}", f"Running on: {device_name}"]
         if info.scale != 1.0:
             lines.append(f"Sees images at {info.scale:g}x (small objects, finer edges)")

@@ -37,6 +37,8 @@ def test_the_unet_is_small_and_has_its_own_encoder(models):
     unet = models["unet"]
     assert 0.5e6 < count_parameters(unet) < 0.01 * 134e6
     assert ModelInfo(variant="unet").backbone == "unet"  # "vgg16", the unset default, means nothing here
+    assert ModelInfo(variant="unet").describe().startswith("UNET, 21 classes")  # no backbone to name
+    assert ModelInfo(variant="fcn8s").describe().startswith("FCN8S vgg16, 21 classes")
     with pytest.raises(ValueError, match="own encoder"):
         build_model("unet", num_classes=2, backbone="resnet50")
     with pytest.raises(ValueError, match="own encoder"):
