@@ -4,7 +4,8 @@ Continuous learning replays every reviewed image from memory: each crop picks an
 then a centre pixel among the labelled pixels or, for a share of the crops, among the
 pixels the model had predicted wrongly before the user corrected them. Image and mask get
 the same random scale and flips (torchvision ``transforms.v2`` functional ops on
-``tv_tensors``, masks resized with half-pixel-centred nearest neighbour); areas outside the image are void.
+``tv_tensors``, masks resized with half-pixel-centred nearest neighbour); areas outside the
+image are void.
 """
 
 from __future__ import annotations
