@@ -38,18 +38,19 @@ from core.predict import Predictor  # noqa: E402
 from core.sampling import Example  # noqa: E402
 
 
-def nuclei_tiles(count: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The 512x512 nuclei image cut into ``count`` equal tiles (rows of two), in reading order."""
-    image = read_image(ROOT / "tests/data/nuclei/nuclei.tif")
-    truth = (np.asarray(Image.open(ROOT / "tests/data/nuclei/nuclei_instances.tif")) > 0).astype(np.uint8)
+def tile_slices(count: int, side: int = 512) -> list[tuple[slice, slice]]:
+    """A ``side`` square image cut into ``count`` equal tiles (rows of two), in reading order."""
     cols = 2 if count > 1 else 1
     rows = count // cols
-    h, w = 512 // rows, 512 // cols
-    return [
-        (image[r * h : (r + 1) * h, c * w : (c + 1) * w], truth[r * h : (r + 1) * h, c * w : (c + 1) * w])
-        for r in range(rows)
-        for c in range(cols)
-    ]
+    h, w = side // rows, side // cols
+    return [(slice(r * h, (r + 1) * h), slice(c * w, (c + 1) * w)) for r in range(rows) for c in range(cols)]
+
+
+def nuclei_tiles(count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The 512x512 nuclei image and its 0/1 truth cut into ``count`` tiles (``tile_slices``)."""
+    image = read_image(ROOT / "tests/data/nuclei/nuclei.tif")
+    truth = (np.asarray(Image.open(ROOT / "tests/data/nuclei/nuclei_instances.tif")) > 0).astype(np.uint8)
+    return [(image[s], truth[s]) for s in tile_slices(count)]
 
 
 def cpu_name() -> str:
