@@ -8,7 +8,8 @@ told the best intensity level for each nucleus separately: every pixel within ``
 px of a nucleus belongs to the nearest one; for each nucleus the threshold (on the image,
 Gaussian-smoothed by sigma to tame the photon noise) that best reproduces its own mask
 is chosen by looking at the mask; pixels further from every nucleus count as background.
-The best single threshold for the whole image is printed beside it.
+Then every nucleus gets the same place in its own intensity range (the oracle's mean), and
+the best single threshold for the whole image is printed too.
 
 This is an oracle: it reads the truth that a model is never shown, so no model following
 intensity edges can expect to do better, and the figures bound from below what outlining
@@ -35,19 +36,29 @@ from session import tile_slices  # noqa: E402
 from core.images import read_image  # noqa: E402
 
 
-def oracle_outlines(image: np.ndarray, instances: np.ndarray, margin: float, sigma: float) -> np.ndarray:
-    """The foreground from each nucleus' own best threshold on the (smoothed) image."""
+def outlines(
+    image: np.ndarray, instances: np.ndarray, margin: float, sigma: float, level: float | None = None
+) -> tuple[np.ndarray, list[float]]:
+    """The foreground from a threshold per nucleus on the (smoothed) image, and each threshold's
+    place in its nucleus' range (0 at the 5th percentile around it, 1 at the 95th inside it).
+    ``level`` None: each nucleus' own best threshold; else that same place in every range."""
     g = ndimage.gaussian_filter(image, sigma) if sigma else image
     dist, (iy, ix) = ndimage.distance_transform_edt(instances == 0, return_indices=True)
     owner = np.where(dist <= margin, instances[iy, ix], 0)
-    out = np.zeros(instances.shape, bool)
+    out, places = np.zeros(instances.shape, bool), []
     for i in np.unique(owner[owner > 0]):
         region = owner == i
         inside, values = instances[region] > 0, g[region]
-        levels = np.unique(np.quantile(values, np.linspace(0, 1, 300)))
-        errors = [np.count_nonzero((values > t) != inside) for t in levels]
-        out[region] = values > levels[int(np.argmin(errors))]
-    return out
+        low, high = np.percentile(values, 5), np.percentile(values[inside], 95)
+        if level is None:
+            levels = np.unique(np.quantile(values, np.linspace(0, 1, 300)))
+            errors = [np.count_nonzero((values > t) != inside) for t in levels]
+            threshold = levels[int(np.argmin(errors))]
+        else:
+            threshold = low + level * (high - low)
+        out[region] = values > threshold
+        places.append(float((threshold - low) / max(high - low, 1e-3)))
+    return out, places
 
 
 def per_tile(pred: np.ndarray, truth: np.ndarray, count: int) -> list[float]:
@@ -79,10 +90,12 @@ def main() -> None:
     best = levels[int(np.argmin([np.count_nonzero((image > t) != truth) for t in levels]))]
     report(f"one threshold for the whole image ({best:g}, chosen on the truth)", image > best)
     for sigma in args.sigmas:
-        report(
-            f"each nucleus' own best threshold, smoothed by sigma {sigma:g}",
-            oracle_outlines(image, instances, args.margin, sigma),
-        )
+        pred, places = outlines(image, instances, args.margin, sigma)
+        report(f"each nucleus' own best threshold, smoothed by sigma {sigma:g}", pred)
+        mean = float(np.mean(places))
+        print(f"  its place in each nucleus' range: mean {mean:.2f}, standard deviation {np.std(places):.2f}")
+        pred, _ = outlines(image, instances, args.margin, sigma, level=mean)
+        report(f"  every nucleus at that mean place ({mean:.2f})", pred)
 
 
 if __name__ == "__main__":
