@@ -123,6 +123,28 @@ def test_a_model_in_use_for_another_class_list_loses_at_the_first_score(base_mod
     assert np.isnan(adopted.before) and "mIoU ? ->" in adopted.describe()
 
 
+def test_it_rests_without_improvement_keeps_what_it_learnt_and_a_new_review_wakes_it(
+    base_model, tiles, tmp_path
+):
+    history = LearningHistory(tmp_path / "learning")
+    learner = ContinuousLearner(base_model, small_config(budget_s=1e9, rest_after_s=0.5), history=history)
+    first, second = examples(tiles, 2)
+    learner.add(first)
+    run = learner.run()
+    states = []
+    while "resting" not in states:
+        states.append(next(run).state)
+        assert len(states) < 500, "never rested"
+    steps = learner.steps
+    assert states[0] == "training" and steps > 0
+    assert history.latest_path.exists()  # resting keeps the weights, as quitting does
+    assert next(run).state == "resting" and learner.steps == steps  # no training while resting
+    learner.add(second)
+    event = next(run)
+    assert (event.state, event.train_images, learner.steps) == ("training", 2, steps + 1)
+    run.close()
+
+
 def test_with_fewer_than_three_reviews_it_adopts_after_each_budget(base_model, tiles):
     learner = ContinuousLearner(base_model, small_config(budget_s=0.0))
     learner.add(examples(tiles, 1)[0])
