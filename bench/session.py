@@ -135,6 +135,7 @@ def session(args: argparse.Namespace, precision: str) -> dict:
         crop=args.crop, batch_size=args.batch, lr=args.lr, precision=precision, device="cpu",
         frozen=tuple(args.frozen), wrong_share=args.wrong_share, all_orientations=args.orientations,
         budget_s=args.first_budget, seed=args.seed, scale=args.scale, average=args.average,
+        rest_after_s=args.rest_after,
     )  # fmt: skip
     learner = ContinuousLearner(model, config)
     in_use = Predictor(new_model(info), device="cpu", precision=precision)
@@ -200,6 +201,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--average", type=float, default=LearnerConfig.average, help="weight average decay")
     p.add_argument("--scale", type=float, default=None, help="input scale (default: chosen from the labels)")
+    p.add_argument(
+        "--rest-after", type=float, default=LearnerConfig.rest_after_s,
+        help="seconds without an adoption after which the learner rests until the next image (as in the app)",
+    )  # fmt: skip
     p.add_argument("--analyse", action="store_true", help="print where each image's corrections are")
     p.add_argument("--try-refine", action="store_true", help="print the effort after edge-aware refinement")
     p.add_argument("--try-threshold", action="store_true", help="print the effort at other thresholds")
