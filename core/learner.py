@@ -63,7 +63,10 @@ class LearnerConfig:
     budget_s: float = 15.0  # fewer than three reviewed: adopt after this much training
     holdout_every: int = 5
     min_gain: float = 0.002
-    rest_after_s: float = 240.0  # this long without an adoption or a new review: rest
+    # This long (wall clock) without an adoption or a new review: rest. Measured with
+    # bench/session.py: resting after 60 s costs 12.5 % effort, after 30 s 12.7 %, a fixed 60 s
+    # of training per image 12.6 %: training on spends CPU for nothing (it was 240 s).
+    rest_after_s: float = 60.0
     scale: float | None = None  # input scale; None: the model's, or chosen from the labels if untrained
     # Decay of the weight average that is scored and adopted (0: the latest weights). Measured
     # with bench/session.py: image 2 costs 34 % instead of 55 %, images 3-8 12.9 % against 13.2 %.
