@@ -214,6 +214,7 @@ class LearningController(QObject):
             self.history_changed.emit()
             self.event.emit(event)
             return
+        self.session.set_learner_busy(event.state in ("training", "waiting"))
         now = time.monotonic()
         if event.state != "training" or now - self._last_event >= EVENT_INTERVAL_S:
             self._last_event = now
@@ -225,6 +226,7 @@ class LearningController(QObject):
 
     def _on_finished(self) -> None:
         self._thread = None
+        self.session.set_learner_busy(False)
         self.running_changed.emit(False)
         self.history_changed.emit()
         if not self._failed:

@@ -63,6 +63,10 @@ class PredictionQueue(QObject):
         if self._thread is not None:
             self._thread.cancel()
 
+    def drop(self, image_ids: set[str]) -> None:
+        """Take the jobs of ``image_ids`` out of the queue (a running one finishes)."""
+        self.pending = [j for j in self.pending if j.image_id not in image_ids]
+
     def wait(self) -> None:
         """Block until the running job has stopped (used on quit, after ``cancel_all``)."""
         thread = self._thread

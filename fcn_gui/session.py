@@ -25,6 +25,10 @@ from .prediction import Job, PredictionQueue
 from .runner import Runner
 
 CONFIDENCE_CACHE = 16
+# After a model change while the learner trains, only the images the user meets next are
+# predicted at once: predictions beside training take its cores (a 2-core Xeon: the U-Net's
+# 9.4 training steps/s fell to 2.5 while 512x512 images were predicted alongside).
+PREDICT_AT_ONCE = 2
 
 
 class Session(QObject):
@@ -61,6 +65,9 @@ class Session(QObject):
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fcn-save")
         self._wanted_id: str | None = None
         self._repredict_on_ready = False
+        self.learner_busy = False  # the learner trains: stale images wait (see set_learner_busy)
+        self.stale: set[str] = set()  # predicted by an earlier model, or never: predict when opened
+        # (the image list shows it; cleared in place, never replaced)
         self.least_confident_next = False
         self.mean_confidence: dict[str, float] = {}
         self.queue.predicted.connect(self._on_predicted)
@@ -98,8 +105,7 @@ class Session(QObject):
         self.queue.model_ready()
         if self._repredict_on_ready:
             self._repredict_on_ready = False
-            self.mean_confidence.clear()
-            self.repredict_unreviewed()
+            self.repredict_unreviewed()  # earlier confidences still rank Next until replaced
         elif self.doc is not None:
             self._schedule_predictions(self.doc.image_id)
 
@@ -176,6 +182,7 @@ class Session(QObject):
         self._use_undo_stack(None)
         self._confidence.clear()
         self.mean_confidence.clear()
+        self.stale.clear()
         self.document_changed.emit(None)
 
     # --- switching and saving -----------------------------------------------------------
@@ -337,11 +344,13 @@ class Session(QObject):
         if self.usable_predictor() is None:
             return
         entry = self.project.entry(image_id)
-        if entry.state == "new":
+        if entry.state == "new" or (image_id in self.stale and entry.state == "predicted"):
             self.queue.enqueue(Job(image_id, self.project.image_path(entry)), front=True)
         nxt = self.neighbour(1)
-        if self.predict_ahead and nxt is not None and self.project.entry(nxt).state == "new":
-            self.queue.enqueue(Job(nxt, self.project.image_path(self.project.entry(nxt))))
+        if self.predict_ahead and nxt is not None:
+            ahead = self.project.entry(nxt)
+            if ahead.state == "new" or (nxt in self.stale and ahead.state == "predicted"):
+                self.queue.enqueue(Job(nxt, self.project.image_path(ahead)))
 
     def predict_current(self) -> None:
         if self.doc is None:
@@ -367,18 +376,40 @@ class Session(QObject):
 
     def repredict_unreviewed(self) -> int:
         """After a model change: predict again every image the user has not edited or reviewed,
-        the current and next image first."""
+        the current and next image first. While the learner trains, only the first
+        ``PREDICT_AT_ONCE`` are queued; the others are stale until the user opens them or the
+        learner stops training (``set_learner_busy``). Returns how many need predicting."""
         if self.project is None or self.usable_predictor() is None:
             return 0
-        order = [self.doc.image_id] if self.doc else []
-        nxt = self.neighbour(1)
-        order += [nxt] if nxt else []
-        order += [e.id for e in self.project.images if e.id not in order]
-        todo = [i for i in order if self.project.entry(i).state in ("new", "predicted")]
-        for image_id in todo:
-            entry = self.project.entry(image_id)
-            self.queue.enqueue(Job(image_id, self.project.image_path(entry)))
+        todo = [i for i in self._visit_order() if self.project.entry(i).state in ("new", "predicted")]
+        now = todo[:PREDICT_AT_ONCE] if self.learner_busy else todo
+        self.stale.update(todo[len(now) :])
+        for image_id in now:
+            self.queue.enqueue(Job(image_id, self.project.image_path(self.project.entry(image_id))))
+        if len(now) < len(todo):
+            self.states_changed.emit()
         return len(todo)
+
+    def set_learner_busy(self, busy: bool) -> None:
+        """The learner trains (``True``), or rests, pauses or has stopped: then the stale images
+        are predicted in the background; when it trains again their queued jobs are dropped."""
+        if busy == self.learner_busy:
+            return
+        self.learner_busy = busy
+        if busy:
+            self.queue.drop(self.stale - {self._wanted_id})
+        elif self.project is not None and self.usable_predictor() is not None:
+            for image_id in self._visit_order():
+                if image_id in self.stale and self.project.entry(image_id).state in ("new", "predicted"):
+                    self.queue.enqueue(Job(image_id, self.project.image_path(self.project.entry(image_id))))
+
+    def _visit_order(self) -> list[str]:
+        """Image ids in the order the user will likely meet them: current, next, then onwards."""
+        ids = [e.id for e in self.project.images]
+        current = self.doc.image_id if self.doc else None
+        start = ids.index(current) if current in ids else 0
+        first = [i for i in (current, self.neighbour(1)) if i is not None]
+        return list(dict.fromkeys(first + ids[start:] + ids[:start]))
 
     def _on_predicted(self, job: Job, prediction) -> None:
         if self.project is None:
@@ -387,6 +418,7 @@ class Session(QObject):
             entry = self.project.entry(job.image_id)
         except FcnGuiError:
             return
+        self.stale.discard(job.image_id)
         self._confidence[job.image_id] = prediction.confidence
         self.mean_confidence[job.image_id] = float(prediction.confidence.mean(dtype=np.float32))
         self._confidence.move_to_end(job.image_id)

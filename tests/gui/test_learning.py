@@ -2,6 +2,7 @@
 user work is never overwritten, pause and roll-back work, quitting keeps what it learnt."""
 
 import numpy as np
+import torch
 from PIL import Image
 
 from core.images import read_image
@@ -50,14 +51,18 @@ def test_reviews_train_in_the_background_and_better_models_are_used(make_window,
     qtbot.waitUntil(lambda: bool(adopted), timeout=120000)
     path = adopted[0].path
     qtbot.waitUntil(lambda: str(session.models.checkpoint) == path, timeout=60000)
+    panel.pause.click()  # a paused learner leaves the cores to predicting every stale image
+    qtbot.waitUntil(lambda: not session.learner_busy, timeout=30000)
     wait_idle(qtbot, window, timeout=60000)
+    in_use = str(session.models.checkpoint)  # the first adopted model, or a later one
     states = {e.id: (e.state, e.checkpoint) for e in project.images}
     assert states["cell0"][0] == "reviewed" and states["cell1"][0] == "edited"
-    assert all(states[f"cell{i}"] == ("predicted", path) for i in (2, 3, 4))  # re-predicted by themselves
+    assert all(states[f"cell{i}"] == ("predicted", in_use) for i in (2, 3, 4))  # re-predicted by themselves
     np.testing.assert_array_equal(project.load_label(project.entry("cell0")), truths[0])
     assert (project.load_label(project.entry("cell1")) == 7).all()  # never replaced
     assert "improved" in panel.improved.text().lower()
     assert "improved" in window.status.fields["learn"].text().lower()
+    panel.pause.click()  # resume
 
     doc = _show(window, qtbot, 2)  # a second review joins the running learner
     doc.write_patch(0, 0, truths[2])
@@ -81,6 +86,42 @@ def test_reviews_train_in_the_background_and_better_models_are_used(make_window,
     window.close()
     assert not learning.running
     assert (project.root / "learning" / "latest.safetensors").exists()  # quitting kept what it learnt
+
+
+def test_while_the_learner_trains_only_the_next_images_are_predicted_again_at_once(
+    make_window, tmp_path, data_dir, qtbot, checkpoint
+):
+    from core.checkpoints import load_checkpoint, save_checkpoint
+
+    _tiles(tmp_path / "cells", data_dir)
+    window = make_window(tmp_path / "cells")
+    session, project = window.session, window.session.project
+    session.predict_all()
+    wait_idle(qtbot, window)
+    old = str(checkpoint)
+    assert {e.checkpoint for e in project.images} == {old}
+    better = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        better.module.score.bias[15] += 5.0  # a different model: more nucleus everywhere
+    newer = tmp_path / "adopted.safetensors"
+    save_checkpoint(newer, better)
+
+    def predicted_by():
+        return [e.checkpoint == str(newer) for e in project.images]
+
+    session.set_learner_busy(True)
+    session.adopt_model(load_checkpoint(newer), str(newer), "Model improved")
+    qtbot.waitUntil(lambda: str(session.models.checkpoint) == str(newer), timeout=30000)
+    wait_idle(qtbot, window)
+    assert predicted_by() == [True, True, False, False, False]  # the current and the next image
+    texts = [window.image_panel._items[e.id].text() for e in project.images]
+    assert ["older model" in t for t in texts] == [False, False, True, True, True]
+    _show(window, qtbot, 3)  # opening a stale image predicts it, and the one after it, first
+    qtbot.waitUntil(lambda: predicted_by() == [True, True, False, True, True], timeout=30000)
+    assert (session.doc.label == project.load_label(project.entry("cell3"))).all()  # on the canvas too
+    session.set_learner_busy(False)  # resting: the rest is predicted in the background
+    qtbot.waitUntil(lambda: all(predicted_by()), timeout=30000)
+    assert not any("older model" in item.text() for item in window.image_panel._items.values())
 
 
 def test_switching_learning_off_stops_it_and_is_remembered(make_window, tmp_path, data_dir, qtbot):
