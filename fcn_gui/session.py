@@ -66,8 +66,9 @@ class Session(QObject):
         self._wanted_id: str | None = None
         self._repredict_on_ready = False
         self.learner_busy = False  # the learner trains: stale images wait (see set_learner_busy)
-        self.stale: set[str] = set()  # predicted by an earlier model, or never: predict when opened
-        # (the image list shows it; cleared in place, never replaced)
+        # Predicted by an earlier model (or never): predicted again when opened. The image list
+        # holds this same set, so it is only ever changed in place.
+        self.stale: set[str] = set()
         self.least_confident_next = False
         self.mean_confidence: dict[str, float] = {}
         self.queue.predicted.connect(self._on_predicted)
@@ -343,14 +344,19 @@ class Session(QObject):
     def _schedule_predictions(self, image_id: str) -> None:
         if self.usable_predictor() is None:
             return
-        entry = self.project.entry(image_id)
-        if entry.state == "new" or (image_id in self.stale and entry.state == "predicted"):
-            self.queue.enqueue(Job(image_id, self.project.image_path(entry)), front=True)
+        if self._unpredicted(image_id):
+            self.queue.enqueue(self._job(image_id), front=True)
         nxt = self.neighbour(1)
-        if self.predict_ahead and nxt is not None:
-            ahead = self.project.entry(nxt)
-            if ahead.state == "new" or (nxt in self.stale and ahead.state == "predicted"):
-                self.queue.enqueue(Job(nxt, self.project.image_path(ahead)))
+        if self.predict_ahead and nxt is not None and self._unpredicted(nxt):
+            self.queue.enqueue(self._job(nxt))
+
+    def _unpredicted(self, image_id: str) -> bool:
+        """Not predicted yet, or by an earlier model, and not the user's work."""
+        state = self.project.entry(image_id).state
+        return state == "new" or (state == "predicted" and image_id in self.stale)
+
+    def _job(self, image_id: str) -> Job:
+        return Job(image_id, self.project.image_path(self.project.entry(image_id)))
 
     def predict_current(self) -> None:
         if self.doc is None:
@@ -385,7 +391,7 @@ class Session(QObject):
         now = todo[:PREDICT_AT_ONCE] if self.learner_busy else todo
         self.stale.update(todo[len(now) :])
         for image_id in now:
-            self.queue.enqueue(Job(image_id, self.project.image_path(self.project.entry(image_id))))
+            self.queue.enqueue(self._job(image_id))
         if len(now) < len(todo):
             self.states_changed.emit()
         return len(todo)
@@ -400,8 +406,8 @@ class Session(QObject):
             self.queue.drop(self.stale - {self._wanted_id})
         elif self.project is not None and self.usable_predictor() is not None:
             for image_id in self._visit_order():
-                if image_id in self.stale and self.project.entry(image_id).state in ("new", "predicted"):
-                    self.queue.enqueue(Job(image_id, self.project.image_path(self.project.entry(image_id))))
+                if image_id in self.stale and self._unpredicted(image_id):
+                    self.queue.enqueue(self._job(image_id))
 
     def _visit_order(self) -> list[str]:
         """Image ids in the order the user will likely meet them: current, next, then onwards."""
