@@ -53,11 +53,15 @@ def test_reviews_train_in_the_background_and_better_models_are_used(make_window,
     qtbot.waitUntil(lambda: str(session.models.checkpoint) == path, timeout=60000)
     panel.pause.click()  # a paused learner leaves the cores to predicting every stale image
     qtbot.waitUntil(lambda: not session.learner_busy, timeout=30000)
-    wait_idle(qtbot, window, timeout=60000)
-    in_use = str(session.models.checkpoint)  # the first adopted model, or a later one
-    states = {e.id: (e.state, e.checkpoint) for e in project.images}
-    assert states["cell0"][0] == "reviewed" and states["cell1"][0] == "edited"
-    assert all(states[f"cell{i}"] == ("predicted", in_use) for i in (2, 3, 4))  # re-predicted by themselves
+
+    def states():
+        return {e.id: (e.state, e.checkpoint) for e in project.images}
+
+    def repredicted():  # by the model in use: the first adopted one, or a later one
+        return all(states()[f"cell{i}"] == ("predicted", str(session.models.checkpoint)) for i in (2, 3, 4))
+
+    qtbot.waitUntil(repredicted, timeout=60000)  # re-predicted by themselves
+    assert states()["cell0"][0] == "reviewed" and states()["cell1"][0] == "edited"
     np.testing.assert_array_equal(project.load_label(project.entry("cell0")), truths[0])
     assert (project.load_label(project.entry("cell1")) == 7).all()  # never replaced
     assert "improved" in panel.improved.text().lower()
