@@ -107,8 +107,10 @@ class Session(QObject):
         if self._repredict_on_ready:
             self._repredict_on_ready = False
             self.repredict_unreviewed()  # earlier confidences still rank Next until replaced
-        elif self.doc is not None:
-            self._schedule_predictions(self.doc.image_id)
+        else:
+            self._mark_older()
+            if self.doc is not None:
+                self._schedule_predictions(self.doc.image_id)
 
     def use_checkpoint(self, path: Path) -> None:
         """Load ``path`` as the model in use and re-predict every image not edited or reviewed."""
@@ -156,6 +158,8 @@ class Session(QObject):
         ckpt = project.checkpoint
         if ckpt and Path(ckpt).exists() and str(self.models.checkpoint) != ckpt:
             self.models.load(Path(ckpt), project.classes)  # the model its predictions came from
+        elif self.models.model is not None:
+            self._mark_older()
         missing = project.missing_images()
         if missing:
             self.error.emit(
@@ -354,6 +358,19 @@ class Session(QObject):
         """Not predicted yet, or by an earlier model, and not the user's work."""
         state = self.project.entry(image_id).state
         return state == "new" or (state == "predicted" and image_id in self.stale)
+
+    def _mark_older(self) -> None:
+        """Images predicted by another model than the one in use (e.g. before a restart while
+        the learner trained) are stale too: predicted again when opened."""
+        if self.project is None or self.usable_predictor() is None:
+            return
+        name = self.checkpoint_name()
+        older = {
+            e.id for e in self.project.images if e.state == "predicted" and e.checkpoint not in (None, name)
+        }
+        if older - self.stale:
+            self.stale.update(older)
+            self.states_changed.emit()
 
     def _job(self, image_id: str) -> Job:
         return Job(image_id, self.project.image_path(self.project.entry(image_id)))

@@ -123,6 +123,13 @@ def test_while_the_learner_trains_only_the_next_images_are_predicted_again_at_on
     _show(window, qtbot, 3)  # opening a stale image predicts it, and the one after it, first
     qtbot.waitUntil(lambda: predicted_by() == [True, True, False, True, True], timeout=30000)
     assert (session.doc.label == project.load_label(project.entry("cell3"))).all()  # on the canvas too
+    window.close()  # quit while cell2 is still stale: after a restart it is known as such
+    window = make_window(tmp_path / "cells")
+    session, project = window.session, window.session.project
+    qtbot.waitUntil(lambda: str(session.models.checkpoint) == str(newer), timeout=30000)
+    assert "older model" in window.image_panel._items["cell2"].text()
+    assert "older model" not in window.image_panel._items["cell3"].text()
+    session.set_learner_busy(True)
     session.set_learner_busy(False)  # resting: the rest is predicted in the background
     qtbot.waitUntil(lambda: all(predicted_by()), timeout=30000)
     assert not any("older model" in item.text() for item in window.image_panel._items.values())
