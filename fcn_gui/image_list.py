@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (
@@ -61,7 +63,7 @@ class ImageListPanel(QWidget):
         super().__init__(parent)
         self._runner = runner
         self.project: Project | None = None
-        self.stale: set[str] = set()  # predicted by an older model (the session's set, read only)
+        self.older: Callable[[str], bool] = lambda image_id: False  # predicted by an older model?
         self.filter = QComboBox()
         self.filter.addItems(["All images", *[s.capitalize() for s in STATES], "Not reviewed"])
         self.filter.setToolTip("Show only images in this state")
@@ -144,8 +146,7 @@ class ImageListPanel(QWidget):
     def _update_item(self, image_id: str) -> None:
         entry = self.project.entry(image_id)
         item = self._items[image_id]
-        older = entry.state == "predicted" and image_id in self.stale
-        item.setText(f"{entry.id}\n{entry.state}{', older model' if older else ''}")
+        item.setText(f"{entry.id}\n{entry.state}{', older model' if self.older(image_id) else ''}")
         item.setIcon(_badged(self._thumbs[image_id], STATE_COLORS[entry.state]))
 
     def _apply_filter(self) -> None:

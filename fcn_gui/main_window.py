@@ -72,7 +72,7 @@ class MainWindow(QMainWindow):
     # --- construction -------------------------------------------------------------------
     def _make_docks(self) -> None:
         self.image_panel = ImageListPanel(self.session.runner)
-        self.image_panel.stale = self.session.stale
+        self.image_panel.older = self.session.older
         self.class_panel = ClassPanel()
         self.model_panel = ModelPanel()
         self.view_panel = ViewPanel(self.settings)

@@ -65,10 +65,7 @@ class Session(QObject):
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fcn-save")
         self._wanted_id: str | None = None
         self._repredict_on_ready = False
-        self.learner_busy = False  # the learner trains: stale images wait (see set_learner_busy)
-        # Predicted by an earlier model (or never): predicted again when opened. The image list
-        # holds this same set, so it is only ever changed in place.
-        self.stale: set[str] = set()
+        self.learner_busy = False  # the learner trains: older predictions wait (set_learner_busy)
         self.least_confident_next = False
         self.mean_confidence: dict[str, float] = {}
         self.queue.predicted.connect(self._on_predicted)
@@ -108,7 +105,7 @@ class Session(QObject):
             self._repredict_on_ready = False
             self.repredict_unreviewed()  # earlier confidences still rank Next until replaced
         else:
-            self._mark_older()
+            self.states_changed.emit()  # which predictions are older depends on the model in use
             if self.doc is not None:
                 self._schedule_predictions(self.doc.image_id)
 
@@ -158,8 +155,6 @@ class Session(QObject):
         ckpt = project.checkpoint
         if ckpt and Path(ckpt).exists() and str(self.models.checkpoint) != ckpt:
             self.models.load(Path(ckpt), project.classes)  # the model its predictions came from
-        elif self.models.model is not None:
-            self._mark_older()
         missing = project.missing_images()
         if missing:
             self.error.emit(
@@ -187,7 +182,6 @@ class Session(QObject):
         self._use_undo_stack(None)
         self._confidence.clear()
         self.mean_confidence.clear()
-        self.stale.clear()
         self.document_changed.emit(None)
 
     # --- switching and saving -----------------------------------------------------------
@@ -354,23 +348,17 @@ class Session(QObject):
         if self.predict_ahead and nxt is not None and self._unpredicted(nxt):
             self.queue.enqueue(self._job(nxt))
 
-    def _unpredicted(self, image_id: str) -> bool:
-        """Not predicted yet, or by an earlier model, and not the user's work."""
-        state = self.project.entry(image_id).state
-        return state == "new" or (state == "predicted" and image_id in self.stale)
+    def older(self, image_id: str) -> bool:
+        """Predicted by another model than the one in use (each prediction records its model),
+        e.g. while the learner trained, also before a restart."""
+        if self.project is None or self.models.model is None:
+            return False
+        entry = self.project.entry(image_id)
+        return entry.state == "predicted" and entry.checkpoint not in (None, self.checkpoint_name())
 
-    def _mark_older(self) -> None:
-        """Images predicted by another model than the one in use (e.g. before a restart while
-        the learner trained) are stale too: predicted again when opened."""
-        if self.project is None or self.usable_predictor() is None:
-            return
-        name = self.checkpoint_name()
-        older = {
-            e.id for e in self.project.images if e.state == "predicted" and e.checkpoint not in (None, name)
-        }
-        if older - self.stale:
-            self.stale.update(older)
-            self.states_changed.emit()
+    def _unpredicted(self, image_id: str) -> bool:
+        """Not predicted yet, or by another model, and not the user's work."""
+        return self.project.entry(image_id).state == "new" or self.older(image_id)
 
     def _job(self, image_id: str) -> Job:
         return Job(image_id, self.project.image_path(self.project.entry(image_id)))
@@ -400,13 +388,12 @@ class Session(QObject):
     def repredict_unreviewed(self) -> int:
         """After a model change: predict again every image the user has not edited or reviewed,
         the current and next image first. While the learner trains, only the first
-        ``PREDICT_AT_ONCE`` are queued; the others are stale until the user opens them or the
+        ``PREDICT_AT_ONCE`` are queued; the others wait until the user opens them or the
         learner stops training (``set_learner_busy``). Returns how many need predicting."""
         if self.project is None or self.usable_predictor() is None:
             return 0
         todo = [i for i in self._visit_order() if self.project.entry(i).state in ("new", "predicted")]
         now = todo[:PREDICT_AT_ONCE] if self.learner_busy else todo
-        self.stale.update(todo[len(now) :])
         for image_id in now:
             self.queue.enqueue(self._job(image_id))
         if len(now) < len(todo):
@@ -414,17 +401,20 @@ class Session(QObject):
         return len(todo)
 
     def set_learner_busy(self, busy: bool) -> None:
-        """The learner trains (``True``), or rests, pauses or has stopped: then the stale images
-        are predicted in the background; when it trains again their queued jobs are dropped."""
+        """The learner trains (``True``), or rests, pauses or has stopped: then images not
+        predicted by the model in use are predicted in the background; when it trains again,
+        those queued beyond the current and next image wait for its next rest."""
         if busy == self.learner_busy:
             return
         self.learner_busy = busy
+        if self.project is None or self.usable_predictor() is None:
+            return
+        order = self._visit_order()
         if busy:
-            self.queue.drop(self.stale - {self._wanted_id})
-        elif self.project is not None and self.usable_predictor() is not None:
-            for image_id in self._visit_order():
-                if image_id in self.stale and self._unpredicted(image_id):
-                    self.queue.enqueue(self._job(image_id))
+            self.queue.drop({i for i in order[PREDICT_AT_ONCE:] if self._unpredicted(i)} - {self._wanted_id})
+        else:
+            for image_id in filter(self._unpredicted, order):
+                self.queue.enqueue(self._job(image_id))
 
     def _visit_order(self) -> list[str]:
         """Image ids in the order the user will likely meet them: current, next, then onwards."""
@@ -441,7 +431,6 @@ class Session(QObject):
             entry = self.project.entry(job.image_id)
         except FcnGuiError:
             return
-        self.stale.discard(job.image_id)
         self._confidence[job.image_id] = prediction.confidence
         self.mean_confidence[job.image_id] = float(prediction.confidence.mean(dtype=np.float32))
         self._confidence.move_to_end(job.image_id)
