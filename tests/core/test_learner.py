@@ -14,7 +14,7 @@ from core.images import read_image
 from core.labels import VOID, classes_from_names
 from core.learner import Adopted, ContinuousLearner, LearnerConfig
 from core.predict import Predictor
-from core.sampling import CropSampler, Example, object_scale
+from core.sampling import CropSampler, Example, PixelPool, object_scale
 from core.train import StepRunner, build_optimizer
 from core.weight_average import WeightAverage
 
@@ -303,3 +303,23 @@ def test_the_unet_learns_small_nuclei_at_their_own_scale_with_its_recipe(tiles):
     image, truth = tiles[0]
     label = Predictor(SegmentationModel(learner.net, learner.model.info), device="cpu").predict(image).label
     assert (label != truth).sum() < 0.5 * (truth > 0).sum()  # fewer corrections than painting from scratch
+
+
+def test_crop_centres_are_drawn_uniformly_from_labelled_pixels_without_an_index_of_them():
+    rng = np.random.default_rng(3)
+    label = np.where(rng.random((41, 53)) < 0.3, 1, VOID).astype(np.uint8)  # blocks cut at the edges
+    label[20:, 30:] = VOID  # whole blocks with nothing labelled
+    known = label != VOID
+    pool = PixelPool(known)
+    assert pool.size == known.sum()
+    hits = np.zeros(label.shape, np.int64)
+    for _ in range(60 * pool.size):
+        y, x = pool.draw(rng, lambda rows, cols: known[rows, cols])
+        hits[y, x] += 1
+    assert not hits[~known].any()
+    counts = hits[known]
+    assert counts.min() > 25 and counts.max() < 100  # about 60 each (binomial sd about 8)
+    chi2 = float(((counts - 60) ** 2 / 60).sum())
+    assert chi2 < 1.3 * counts.size  # uniform: a pool that favours some blocks fails this
+    big = np.ones((2000, 3000), bool)
+    assert PixelPool(big).nbytes <= big.size / 30  # 8 bytes a pixel before
