@@ -7,6 +7,8 @@ PROJECT/learning/
   latest.safetensors         the learner's weights when it last stopped or rested
   latest.optim.pt            its optimizer state (only the latest has one)
   state.json                 which reviewed images are held out, and how many have arrived
+  cache/                     reviewed images the learner holds mapped from disk while it runs
+                             (``core.example_memory``), deleted when it stops
 ```
 
 Everything is written atomically; a crash leaves the previous files.
@@ -63,6 +65,10 @@ class LearningHistory:
     @property
     def optimizer_path(self) -> Path:
         return self.folder / "latest.optim.pt"
+
+    @property
+    def cache_folder(self) -> Path:
+        return self.folder / "cache"
 
     @property
     def state_path(self) -> Path:

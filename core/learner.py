@@ -33,6 +33,7 @@ from .checkpoints import SegmentationModel
 from .choices import UNET
 from .devices import choose_device, prepare_device, training_precision_name
 from .evaluate import confusion
+from .example_memory import ExampleMemory
 from .history import LearningHistory
 from .metrics import ConfusionMeter
 from .progress import Progress
@@ -67,6 +68,7 @@ class LearnerConfig:
     # bench/session.py: resting after 60 s costs 12.5 % effort, after 30 s 12.7 %, a fixed 60 s
     # of training per image 12.6 %: training on spends CPU for nothing (it was 240 s).
     rest_after_s: float = 60.0
+    memory_budget_mb: float | None = None  # reviewed images held in RAM; None: a quarter of it
     scale: float | None = None  # input scale; None: the model's, or chosen from the labels if untrained
     # Decay of the weight average that is scored and adopted (0: the latest weights). Measured
     # with bench/session.py: image 2 costs 34 % instead of 55 %, images 3-8 12.9 % against 13.2 %.
@@ -183,6 +185,8 @@ class ContinuousLearner:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._examples: dict[str, Example] = {}
+        budget = None if c.memory_budget_mb is None else int(c.memory_budget_mb * 2**20)
+        self._memory = ExampleMemory(history.cache_folder if history is not None else None, budget)
         state = state or {}
         self._heldout: set[str] = set(state.get("heldout", []))
         self._seen: set[str] = set(state.get("seen", [])) | self._heldout  # every id that ever arrived
@@ -203,7 +207,7 @@ class ContinuousLearner:
                 if len(self._seen) % self.config.holdout_every == 2:
                     self._heldout.add(example.id)
                 self._seen.add(example.id)
-            self._examples[example.id] = example
+            self._examples[example.id] = self._memory.keep(example)
             self._new_data = True
         self._wake.set()
 
@@ -211,6 +215,7 @@ class ContinuousLearner:
         """An image taken back out of ``reviewed`` leaves training (it stays held out if it was)."""
         with self._lock:
             self._examples.pop(image_id, None)
+            self._memory.forget(image_id)
 
     def pause(self) -> None:
         self.paused = True
@@ -338,6 +343,8 @@ class ContinuousLearner:
         finally:
             if self.history is not None and self._saved_step != self.steps:
                 self.save_latest()
+            with self._lock:
+                self._memory.delete_files()
 
     def _averaged(self) -> contextlib.AbstractContextManager:
         """The weights to score and adopt: the average when there is one, else the latest."""

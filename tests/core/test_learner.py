@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from core.checkpoints import ModelInfo, SegmentationModel, new_model, read_info
+from core.example_memory import ExampleMemory
 from core.history import LearningHistory
 from core.images import read_image
 from core.labels import VOID, classes_from_names
@@ -323,3 +324,41 @@ def test_crop_centres_are_drawn_uniformly_from_labelled_pixels_without_an_index_
     assert chi2 < 1.3 * counts.size  # uniform: a pool that favours some blocks fails this
     big = np.ones((2000, 3000), bool)
     assert PixelPool(big).nbytes <= big.size / 30  # 8 bytes a pixel before
+
+
+def test_reviews_past_the_memory_budget_are_mapped_from_files_gone_when_it_stops(base_model, tiles, tmp_path):
+    history = LearningHistory(tmp_path / "learning")
+    history.cache_folder.mkdir(parents=True)
+    (history.cache_folder / "000000-image.npy").write_bytes(b"left by a learner that crashed")
+    tile = 64 * 64 * 4  # image and label
+    config = small_config(budget_s=1e9, memory_budget_mb=1.5 * tile / 2**20)
+    learner = ContinuousLearner(base_model, config, history=history)
+    assert not any(history.cache_folder.iterdir())
+    for e in examples(tiles, 4):  # the third is held out
+        learner.add(e)
+    assert len(list(history.cache_folder.glob("*.npy"))) == 6  # the first fits; three more, mapped
+    run = learner.run()
+    losses = [e.loss for e in (next(run) for _ in range(6)) if e.state == "training"]
+    assert losses and np.isfinite(losses).all()
+    learner.remove("t3")
+    assert len(list(history.cache_folder.glob("*.npy"))) == 4
+    run.close()
+    assert not list(history.cache_folder.glob("*.npy"))
+
+
+def test_example_memory_maps_the_same_arrays_and_holds_in_ram_when_the_disk_refuses(tiles, tmp_path):
+    image, label = tiles[0]
+    wrong = label == 1
+    memory = ExampleMemory(tmp_path / "cache", budget=0)
+    kept = memory.keep(Example("a", image.copy(), label.copy(), wrong.copy()))
+    assert memory.mapped("a") and memory.ram_bytes == 0
+    assert all(isinstance(a, np.memmap) for a in (kept.image, kept.label, kept.wrong))
+    assert (kept.image == image).all() and (kept.label == label).all() and (kept.wrong == wrong).all()
+    memory.forget("a")
+    assert not list((tmp_path / "cache").iterdir())
+    (tmp_path / "blocked").write_text("a file where the folder should be")
+    memory = ExampleMemory(tmp_path / "blocked", budget=0)
+    kept = memory.keep(Example("b", image, label))
+    assert not memory.mapped("b") and kept.image is image and memory.ram_bytes == image.nbytes + label.nbytes
+    memory = ExampleMemory(tmp_path / "roomy", budget=10**9)
+    assert memory.keep(Example("c", image, label)).image is image and not (tmp_path / "roomy").exists()

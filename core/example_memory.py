@@ -1,0 +1,94 @@
+"""Where the learner holds reviewed images: in RAM up to a budget, past it in mapped files.
+
+The learner replays every reviewed image, so it holds them all. Decoded, a 24-megapixel
+photo takes 120 MB with its label and mistakes; a folder of them would fill a laptop's
+memory. Past ``budget`` bytes, an example's arrays are written once to ``folder`` and read
+back memory-mapped: the operating system keeps the parts that crops touch in its page cache
+and drops them under pressure instead of running out of memory. A mapped example's files are
+deleted when it leaves, and all of them when the learner stops or the next one starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from .sampling import Example
+
+RAM_SHARE = 0.25  # of the machine's memory, for reviewed images held in RAM
+
+
+def default_budget() -> int:
+    """Bytes of reviewed images to hold in RAM: a quarter of the machine's memory."""
+    return int(psutil.virtual_memory().total * RAM_SHARE)
+
+
+def example_bytes(example: Example) -> int:
+    """Bytes of an example's image, label and mistakes."""
+    arrays = (example.image, example.label, example.wrong)
+    return sum(a.nbytes for a in arrays if a is not None)
+
+
+class ExampleMemory:
+    """Holds examples in RAM while they fit ``budget`` bytes, the rest mapped from ``folder``.
+
+    ``folder`` None: everything stays in RAM. Not thread-safe: the learner calls it under its lock.
+    """
+
+    def __init__(self, folder: str | Path | None, budget: int | None = None) -> None:
+        self.folder = Path(folder) if folder is not None else None
+        self.budget = default_budget() if budget is None else budget
+        self._in_ram: dict[str, int] = {}
+        self._files: dict[str, list[Path]] = {}
+        self._names = itertools.count()
+        self.delete_files()  # left by a learner that did not stop cleanly
+
+    @property
+    def ram_bytes(self) -> int:
+        return sum(self._in_ram.values())
+
+    def mapped(self, image_id: str) -> bool:
+        return image_id in self._files
+
+    def keep(self, example: Example) -> Example:
+        """``example``, its arrays mapped from files if RAM is past the budget with it."""
+        self.forget(example.id)
+        size = example_bytes(example)
+        if self.folder is None or self.ram_bytes + size <= self.budget:
+            self._in_ram[example.id] = size
+            return example
+        stem = f"{next(self._names):06d}"  # a new name each time: a mapped file may still be open
+        arrays = {n: a for n in ("image", "label", "wrong") if (a := getattr(example, n)) is not None}
+        paths = self._files[example.id] = [self.folder / f"{stem}-{n}.npy" for n in arrays]
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for path, array in zip(paths, arrays.values(), strict=True):
+                np.save(path, array)
+            mapped = {n: np.load(path, mmap_mode="r") for n, path in zip(arrays, paths, strict=True)}
+        except OSError:  # a full or read-only disk: hold it in RAM rather than stop learning
+            self.forget(example.id)
+            self._in_ram[example.id] = size
+            return example
+        for name, array in mapped.items():
+            setattr(example, name, array)
+        return example
+
+    def forget(self, image_id: str) -> None:
+        """An example left: its RAM no longer counts, its files go."""
+        self._in_ram.pop(image_id, None)
+        for path in self._files.pop(image_id, []):
+            with contextlib.suppress(OSError):  # Windows keeps a file that is still mapped
+                path.unlink(missing_ok=True)
+
+    def delete_files(self) -> None:
+        """Delete every file in ``folder`` (examples already mapped stay readable on POSIX)."""
+        if self.folder is None or not self.folder.is_dir():
+            return
+        for path in self.folder.glob("*.npy"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+        self._files.clear()
