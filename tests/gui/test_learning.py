@@ -32,10 +32,12 @@ def test_reviews_train_in_the_background_and_better_models_are_used(make_window,
     window = make_window(tmp_path / "cells", learn=True)
     learning, session, panel = window.learning, window.session, window.learning_panel
     learning.config = LearnerConfig(
-        crop=64, batch_size=2, device="cpu", frozen=("fc6", "fc7"), budget_s=0.3, eval_every_s=0.3
-    )
+        crop=64, batch_size=2, device="cpu", frozen=("fc6", "fc7"), budget_s=0.3, eval_every_s=0.3,
+        memory_budget_mb=0,  # every reviewed image mapped from a file, as past a quarter of RAM
+    )  # fmt: skip
     wait_idle(qtbot, window)
     project = session.project
+    cache = project.root / "learning" / "cache"
     assert not learning.running  # nothing reviewed yet
     assert panel.enabled.isChecked()
 
@@ -75,6 +77,7 @@ def test_reviews_train_in_the_background_and_better_models_are_used(make_window,
     window.act["reviewed"].trigger()
     qtbot.waitUntil(lambda: any(e.train_images == 2 for e in events), timeout=60000)
     assert learning._thread is thread
+    assert len(list(cache.glob("*-label.npy"))) == 2
 
     panel.pause.click()
     qtbot.waitUntil(lambda: bool(events) and events[-1].state == "paused", timeout=30000)
@@ -90,6 +93,7 @@ def test_reviews_train_in_the_background_and_better_models_are_used(make_window,
     window.close()
     assert not learning.running
     assert (project.root / "learning" / "latest.safetensors").exists()  # quitting kept what it learnt
+    assert not list(cache.glob("*.npy"))
 
 
 def test_while_the_learner_trains_only_the_next_images_are_predicted_again_at_once(
