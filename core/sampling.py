@@ -91,8 +91,9 @@ class PixelPool:
 
 @dataclass
 class Example:
-    """One reviewed image held in memory: ``image`` HxWx3 uint8, ``label`` HxW uint8 (255 void),
-    ``wrong`` HxW bool (or ``None``): where the model's prediction differed from the label."""
+    """One reviewed image: ``image`` HxWx3 uint8, ``label`` HxW uint8 (255 void), ``wrong`` HxW
+    bool (or ``None``): where the model's prediction differed from the label. Arrays in RAM or
+    mapped from files (``core.example_memory``)."""
 
     id: str
     image: np.ndarray
