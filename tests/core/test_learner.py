@@ -362,3 +362,21 @@ def test_example_memory_maps_the_same_arrays_and_holds_in_ram_when_the_disk_refu
     assert not memory.mapped("b") and kept.image is image and memory.ram_bytes == image.nbytes + label.nbytes
     memory = ExampleMemory(tmp_path / "roomy", budget=10**9)
     assert memory.keep(Example("c", image, label)).image is image and not (tmp_path / "roomy").exists()
+
+
+def test_scoring_held_out_images_takes_at_most_a_fifth_of_the_learners_time(tiles, data_dir):
+    image = read_image(data_dir / "nuclei/nuclei.tif")
+    truth = (np.asarray(Image.open(data_dir / "nuclei/nuclei_instances.tif")) > 0).astype(np.uint8)
+    large = [Example(f"h{i}", image[i * 256 : i * 256 + 256, :256], truth[i * 256 : i * 256 + 256, :256])
+             for i in range(2)]  # fmt: skip
+    small = examples(tiles, 4)
+    model = new_model(ModelInfo(variant="unet", classes=CLASSES))
+    learner = ContinuousLearner(model, small_config(crop=32, frozen=(), holdout_every=3, scale=1.0))
+    for e in [*small[:2], large[0], *small[2:], large[1]]:  # the third and sixth are held out
+        learner.add(e)
+    run = learner.run()
+    events = [next(run) for _ in range(200)]
+    run.close()
+    assert {e.heldout_images for e in events} == {2}
+    assert len({e.score for e in events if e.score is not None}) >= 2  # it scored more than once
+    assert learner.scoring_seconds <= 0.25 * learner.train_seconds + learner._last_scoring
