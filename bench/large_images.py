@@ -1,14 +1,16 @@
-"""The learner's memory with large reviewed images; figures, not a test. Linux (reads /proc).
+"""The learner with large reviewed images: its memory and its time; figures, not a test. Linux.
 
-    python bench/learner_memory.py [--images 6] [--size 4096 6144] [--budgets-mb 0 100000]
+    python bench/large_images.py [--images 6] [--size 4096 6144] [--budgets-mb 100000 0]
+                                 [--steps 150] [--variant unet]
 
 ``--images`` reviewed images of ``--size`` (the nuclei image tiled, each turned differently,
 with its truth and a prediction that was wrong on a tenth of the pixels) join a continuous
-learner (the app's from-scratch model, its recipe), which then trains ``--steps`` steps. For
-each RAM budget: the process' anonymous memory (what the system cannot drop under pressure)
-after each review and after training, the mapped files' size, and the learner's steps per
-second. The bytes that crop centres need are printed against the flat index of every
-labelled pixel (8 bytes each) used before.
+learner (the app's from-scratch model and its recipe unless ``--variant``; the third image
+is held out, as in the app), which then trains ``--steps`` steps. For each RAM budget: the
+process' anonymous memory (what the system cannot drop under pressure, from /proc) after
+each review and after training, the mapped files' size, the learner's steps per second, and
+the share of its time spent scoring the held-out image. The bytes that crop centres need are
+printed against the flat index of every labelled pixel (8 bytes each) used before.
 """
 
 from __future__ import annotations
@@ -59,10 +61,10 @@ def large_examples(count: int, size: tuple[int, int]):
 
 
 def measure(budget_mb: float, args: argparse.Namespace) -> None:
-    info = ModelInfo(variant=SCRATCH_VARIANT, classes=classes_from_names(["background", "nucleus"]))
+    info = ModelInfo(variant=args.variant, classes=classes_from_names(["background", "nucleus"]))
     with tempfile.TemporaryDirectory() as tmp:
         history = LearningHistory(Path(tmp) / "learning")
-        config = LearnerConfig(memory_budget_mb=budget_mb, holdout_every=10**9)
+        config = LearnerConfig(memory_budget_mb=budget_mb)
         learner = ContinuousLearner(new_model(info), config, history=history)
         gc.collect()
         start = anonymous_mb()
@@ -89,6 +91,9 @@ def measure(budget_mb: float, args: argparse.Namespace) -> None:
         rate = (learner.steps - first) / (time.perf_counter() - t)
         grown = anonymous_mb() - start
         print(f"  after {args.steps} steps: +{grown:6.0f} MB anonymous memory; {rate:.1f} steps/s")
+        share = learner.scoring_seconds / (learner.scoring_seconds + learner.train_seconds)
+        spent = learner.scoring_seconds
+        print(f"  scoring the held-out image: {spent:.1f} s, {share:.0%} of the learner's time")
         run.close()
         left = list(history.cache_folder.glob("*.npy")) if history.cache_folder.exists() else []
         print(f"  files left after it stopped: {len(left)}")
@@ -99,9 +104,11 @@ def main() -> None:
     p.add_argument("--images", type=int, default=6)
     p.add_argument("--size", type=int, nargs=2, default=[4096, 6144], metavar=("HEIGHT", "WIDTH"))
     p.add_argument("--budgets-mb", type=float, nargs="+", default=[100_000, 0])
-    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--variant", default=SCRATCH_VARIANT)
     args = p.parse_args()
-    print(f"CPU: {cpu_name()}; {args.images} reviewed images of {args.size[0]}x{args.size[1]}")
+    size = f"{args.size[0]}x{args.size[1]}"
+    print(f"CPU: {cpu_name()}; {args.images} reviewed images of {size}; {args.variant}")
     for budget in args.budgets_mb:
         measure(budget, args)
 
