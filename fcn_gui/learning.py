@@ -126,22 +126,25 @@ class LearningController(QObject):
         self._start(project)
 
     def _start(self, project) -> None:
-        from core.learner import ContinuousLearner, LearnerConfig
-
         history = self.history()
         in_use = self.session.models.model
         restart_from, self._restart_from = self._restart_from, None
         reviewed = [e.id for e in project.images if e.state == "reviewed"]
         with self._changes_lock:
             self._changes = [("add", i, None) for i in reviewed]
-        config = self.config or LearnerConfig(device=self.session.models.device)
-        config = dataclasses.replace(config, all_orientations=self.all_orientations)
+        config, device, all_orientations = self.config, self.session.models.device, self.all_orientations
         num_classes = self._num_classes = len(project.classes)
 
         def work():
+            # Imported here, on the worker (and ahead of time by fcn_gui.preload): its first
+            # import froze the window for 1.4-2.2 s at the first review.
             from core.checkpoints import SegmentationModel, load_checkpoint
+            from core.learner import ContinuousLearner, LearnerConfig
             from core.models import replace_classifier
 
+            options = dataclasses.replace(
+                config or LearnerConfig(device=device), all_orientations=all_orientations
+            )
             saved = None if restart_from else history.load_latest(num_classes)
             if restart_from:
                 start, optim, state = load_checkpoint(restart_from), None, _state(history)
@@ -157,7 +160,7 @@ class LearningController(QObject):
                 start.info.classes = list(project.classes)
             scored = start if restart_from else in_use  # the model in use once the roll-back loads
             learner = ContinuousLearner(
-                start, config, history=history, optimizer_state=optim, state=state, in_use=scored
+                start, options, history=history, optimizer_state=optim, state=state, in_use=scored
             )
             learner.yield_to = self.session.waiting_for_prediction
             if self.paused:
