@@ -27,6 +27,7 @@ from .image_list import ImageListPanel
 from .learning import LearningController
 from .learning_panel import LearningPanel
 from .model_panel import ModelPanel
+from .preload import preload
 from .resources import icon
 from .session import Session
 from .settings import Settings
@@ -52,6 +53,7 @@ class MainWindow(QMainWindow):
         self.classes = ClassEditor(s, self)
         self.files = FileJobs(s, self)
         self.current_class = 0
+        self._preloaded = False
         self.canvas = Canvas(self)
         self.setCentralWidget(self.canvas)
         self.status = StatusBar(self)
@@ -130,6 +132,8 @@ class MainWindow(QMainWindow):
         s.queue.started.connect(self._on_prediction_started)
         s.queue.progress.connect(st.show_progress)
         s.queue.idle.connect(self._maybe_idle)
+        s.queue.idle.connect(self._preload_once)
+        s.models.ready.connect(self._preload_once)
         s.runner.job_started.connect(st.show_busy)
         s.runner.job_progress.connect(st.show_progress)
         s.runner.jobs_idle.connect(self._maybe_idle)
@@ -286,6 +290,12 @@ class MainWindow(QMainWindow):
     def _on_prediction_started(self, image_id: str) -> None:
         left = len(self.session.queue.pending)
         self.status.show_busy(f"Predicting {image_id}" + (f" ({left} more queued)" if left else ""))
+
+    def _preload_once(self, *_args) -> None:
+        """Once a model is loaded and no prediction runs: import what reviews and fills need."""
+        if not self._preloaded and self.session.models.model is not None and not self.session.queue.busy:
+            self._preloaded = True
+            preload(self.session.runner)
 
     def _maybe_idle(self) -> None:
         if not self.session.queue.busy and not self.session.runner.busy:
