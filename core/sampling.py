@@ -76,6 +76,15 @@ class PixelPool:
     def nbytes(self) -> int:
         return self._cumulative.nbytes
 
+    def densest_window(self, side: int) -> tuple[int, int]:
+        """The top-left pixel of the ``side`` x ``side`` window (in whole blocks) holding the most."""
+        counts = np.diff(self._cumulative, prepend=0).reshape(-1, self._blocks_across)
+        kh, kw = (max(1, min(side // BLOCK, n)) for n in counts.shape)
+        table = np.pad(counts.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        sums = table[kh:, kw:] - table[:-kh, kw:] - table[kh:, :-kw] + table[:-kh, :-kw]
+        by, bx = np.unravel_index(int(np.argmax(sums)), sums.shape)
+        return int(by) * BLOCK, int(bx) * BLOCK
+
     def draw(
         self, rng: np.random.Generator, mask_of: Callable[[slice, slice], np.ndarray]
     ) -> tuple[int, int]:

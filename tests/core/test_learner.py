@@ -380,3 +380,22 @@ def test_scoring_held_out_images_takes_at_most_a_fifth_of_the_learners_time(tile
     assert {e.heldout_images for e in events} == {2}
     assert len({e.score for e in events if e.score is not None}) >= 2  # it scored more than once
     assert learner.scoring_seconds <= 0.25 * learner.train_seconds + learner._last_scoring
+
+
+def test_a_large_held_out_image_is_scored_where_it_is_labelled(tiles):
+    pool_mask = np.zeros((200, 300), bool)
+    pool_mask[150:190, 240:280] = True
+    top, left = PixelPool(pool_mask).densest_window(64)
+    assert top <= 150 and top + 64 >= 190 and left <= 240 and left + 64 >= 280
+    image = np.zeros((2200, 2200, 3), np.uint8)
+    label = np.full((2200, 2200), VOID, np.uint8)  # the user labelled one corner only
+    label[2000:, 2000:] = tiles[0][1][:64, :64].repeat(4, 0).repeat(4, 1)[:200, :200]
+    image[2000:, 2000:][label[2000:, 2000:] == 1] = 200
+    model = new_model(ModelInfo(variant="unet", classes=CLASSES))
+    learner = ContinuousLearner(model, small_config(crop=32, frozen=(), scale=1.0))
+    for e in [*examples(tiles, 2), Example("large", image, label)]:  # the third is held out
+        learner.add(e)
+    run = learner.run()
+    scored = next(e for e in run if e.score is not None)
+    run.close()
+    assert scored.heldout_images == 1 and np.isfinite(scored.score)  # its central 1024 px are void
