@@ -23,7 +23,8 @@ class _Chart(QWidget):
         painter.fillRect(self.rect(), self.palette().base())
         painter.setPen(self.palette().text().color())
         painter.drawText(QRectF(4, 2, self.width() - 8, 14), Qt.AlignmentFlag.AlignLeft, self.title)
-        plot = QRectF(28, 18, self.width() - 34, self.height() - 26)
+        left = self.fontMetrics().horizontalAdvance("100%") + 6  # room for the scale's label
+        plot = QRectF(left, 18, self.width() - left - 6, self.height() - 26)
         painter.setPen(QPen(QColor(160, 160, 160), 1))
         painter.drawRect(plot)
         return plot
@@ -103,4 +104,4 @@ class CorrectionChart(_Chart):
             h = plot.height() * v / top
             p.drawRect(QRectF(plot.left() + i * width + 1, plot.bottom() - h, max(width - 2, 1), h))
         p.setPen(self.palette().text().color())
-        p.drawText(QRectF(0, plot.top() - 2, 26, 14), Qt.AlignmentFlag.AlignRight, f"{top:.0%}")
+        p.drawText(QRectF(0, plot.top() - 2, plot.left() - 3, 14), Qt.AlignmentFlag.AlignRight, f"{top:.0%}")
