@@ -62,7 +62,9 @@ def main() -> None:
     window.resize(1400, 900)
     window.show()
     wait_for(app, lambda: window.session.models.predictor is not None)
-    wait_for(app, lambda: "preload" not in window.session.runner.names())  # as a user choosing a folder
+    # fcn_gui.preload imports the learner a second after the model is ready: done by the time
+    # a user has chosen a folder
+    wait_for(app, lambda: "core.learner" in sys.modules and "preload" not in window.session.runner.names())
 
     timer, gaps = stall_meter()
     timer.start(1)
