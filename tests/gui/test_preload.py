@@ -1,4 +1,5 @@
-"""What the first review and the first flood fill need is imported ahead, on a worker.
+"""What the first review and the first flood fill need is imported ahead, on a worker, once
+the first predictions are done.
 
 Imported at the first review on the GUI thread, the learner's modules froze the window for
 1.4-2.2 s. Checked in a fresh process: the test process has imported everything already.
@@ -17,12 +18,16 @@ SCRIPT = textwrap.dedent(
     """
     import gc, json, sys, threading, time
 
-    class Spy:  # records which thread first imports each watched module
+    class Spy:  # records which thread first imports each watched module, and what ran then
         on_gui_thread = {}
+        predicting = []
+        session = None
 
         def find_spec(self, name, path=None, target=None):
             if name in ("core.learner", "scipy.ndimage"):
                 self.on_gui_thread[name] = threading.current_thread() is threading.main_thread()
+                queue = Spy.session.queue
+                self.predicting.append(queue.busy or bool(queue.pending))
             return None
 
     sys.meta_path.insert(0, Spy())
@@ -37,14 +42,16 @@ SCRIPT = textwrap.dedent(
     window = MainWindow(settings)
     window.show()
     window.open_paths([sys.argv[2]])
-    session = window.session
+    session = Spy.session = window.session
     end = time.monotonic() + 120
     while time.monotonic() < end and not (
         "core.learner" in sys.modules and not session.runner.names() and not session.queue.busy
     ):
         app.processEvents()
         time.sleep(0.01)
-    print(json.dumps({"on_gui_thread": Spy.on_gui_thread, "frozen": gc.get_freeze_count()}))
+    states = [e.state for e in session.project.images]
+    result = {"on_gui_thread": Spy.on_gui_thread, "predicting": Spy.predicting, "states": states}
+    print(json.dumps({**result, "frozen": gc.get_freeze_count()}))
     window.close()
     """
 )
@@ -59,4 +66,6 @@ def test_the_learner_and_fill_modules_are_imported_ahead_on_a_worker(checkpoint,
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["on_gui_thread"] == {"scipy.ndimage": False, "core.learner": False}
+    assert result["predicting"] == [False, False]  # after the folder's predictions, not beside them
+    assert result["states"][:2] == ["predicted"] * 2  # the image on the canvas and the next
     assert result["frozen"] == 0  # the objects frozen during the imports are collectable again
