@@ -27,7 +27,7 @@ from .image_list import ImageListPanel
 from .learning import LearningController
 from .learning_panel import LearningPanel
 from .model_panel import ModelPanel
-from .preload import preload
+from .preload import Preloader
 from .resources import icon
 from .session import Session
 from .settings import Settings
@@ -36,7 +36,6 @@ from .tools import make_tools, save_tool_sizes
 from .view_panel import ViewPanel
 
 AUTOSAVE_MS = 15_000
-PRELOAD_IDLE_MS = 1000  # idle this long (a model loaded, nothing to predict) before the preload
 
 
 class MainWindow(QMainWindow):
@@ -54,9 +53,7 @@ class MainWindow(QMainWindow):
         self.classes = ClassEditor(s, self)
         self.files = FileJobs(s, self)
         self.current_class = 0
-        self._preloaded = False
-        self._preload_timer = QTimer(self, singleShot=True, interval=PRELOAD_IDLE_MS)
-        self._preload_timer.timeout.connect(self._preload_once)
+        self.preloader = Preloader(s, self)
         self.canvas = Canvas(self)
         self.setCentralWidget(self.canvas)
         self.status = StatusBar(self)
@@ -135,8 +132,6 @@ class MainWindow(QMainWindow):
         s.queue.started.connect(self._on_prediction_started)
         s.queue.progress.connect(st.show_progress)
         s.queue.idle.connect(self._maybe_idle)
-        for signal in (s.queue.idle, s.models.ready, s.document_changed):
-            signal.connect(self._preload_soon)
         s.runner.job_started.connect(st.show_busy)
         s.runner.job_progress.connect(st.show_progress)
         s.runner.jobs_idle.connect(self._maybe_idle)
@@ -293,19 +288,6 @@ class MainWindow(QMainWindow):
     def _on_prediction_started(self, image_id: str) -> None:
         left = len(self.session.queue.pending)
         self.status.show_busy(f"Predicting {image_id}" + (f" ({left} more queued)" if left else ""))
-
-    def _preload_soon(self, *_args) -> None:
-        if not self._preloaded:
-            self._preload_timer.start()  # again: it waits for a second without anything to do
-
-    def _preload_once(self) -> None:
-        """Import what reviews and fills need, once a model is loaded and nothing is predicted
-        (at start-up, after the first predictions rather than beside them)."""
-        s = self.session
-        idle = not s.queue.busy and not s.queue.pending and (s.project is None or s.doc is not None)
-        if not self._preloaded and s.models.model is not None and idle:
-            self._preloaded = True
-            preload(s.runner)
 
     def _maybe_idle(self) -> None:
         if not self.session.queue.busy and not self.session.runner.busy:

@@ -15,17 +15,39 @@ from __future__ import annotations
 import gc
 import importlib
 
-from .runner import Runner
+from PySide6.QtCore import QObject, QTimer
 
 MODULES = ("scipy.ndimage", "core.learner")
+IDLE_MS = 1000  # this long with a model loaded and nothing to predict, then the preload
 
 
-def preload(runner: Runner) -> None:
-    """Import ``MODULES`` on a worker thread."""
-    gc.freeze()
+class Preloader(QObject):
+    """Imports ``MODULES`` on a worker once: after a second with a model loaded and nothing to
+    predict (at start-up on a folder, after its first predictions rather than beside them)."""
 
-    def work() -> None:
-        for name in MODULES:
-            importlib.import_module(name)
+    def __init__(self, session, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.started = False
+        self._timer = QTimer(self, singleShot=True, interval=IDLE_MS)
+        self._timer.timeout.connect(self._start)
+        for signal in (session.queue.idle, session.models.ready, session.document_changed):
+            signal.connect(self._soon)
 
-    runner.call(work, "preload", on_finished=gc.unfreeze)
+    def _soon(self, *_args) -> None:
+        if not self.started:
+            self._timer.start()  # again: it waits for a second without anything to do
+
+    def _start(self) -> None:
+        s = self.session
+        idle = not s.queue.busy and not s.queue.pending and (s.project is None or s.doc is not None)
+        if self.started or s.runner.closing or s.models.model is None or not idle:
+            return
+        self.started = True
+        gc.freeze()
+
+        def work() -> None:
+            for name in MODULES:
+                importlib.import_module(name)
+
+        s.runner.call(work, "preload", on_finished=gc.unfreeze)

@@ -69,3 +69,10 @@ def test_the_learner_and_fill_modules_are_imported_ahead_on_a_worker(checkpoint,
     assert result["predicting"] == [False, False]  # after the folder's predictions, not beside them
     assert result["states"][:2] == ["predicted"] * 2  # the image on the canvas and the next
     assert result["frozen"] == 0  # the objects frozen during the imports are collectable again
+
+
+def test_a_window_closed_before_its_preload_never_starts_it(make_window, photo_folder, qtbot):
+    window = make_window(photo_folder)
+    window.close()  # within the idle second: its worker would start while the app quits
+    qtbot.wait(1500)  # an exception in the event loop fails this test
+    assert not window.preloader.started
