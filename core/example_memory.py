@@ -20,11 +20,22 @@ import psutil
 from .sampling import Example
 
 RAM_SHARE = 0.25  # of the machine's memory, for reviewed images held in RAM
+# A container's memory limit (cgroup v2, v1): psutil reports the whole machine's memory.
+CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+
+
+def usable_memory(cgroup_limits: tuple[Path, ...] = CGROUP_LIMITS) -> int:
+    """Bytes of memory this process may use: the machine's, or its container's limit if lower."""
+    total = psutil.virtual_memory().total
+    for path in cgroup_limits:
+        with contextlib.suppress(OSError, ValueError):
+            total = min(total, int(path.read_text().strip()))  # "max": no limit, ValueError
+    return total
 
 
 def default_budget() -> int:
-    """Bytes of reviewed images to hold in RAM: a quarter of the machine's memory."""
-    return int(psutil.virtual_memory().total * RAM_SHARE)
+    """Bytes of reviewed images to hold in RAM: a quarter of the memory this process may use."""
+    return int(usable_memory() * RAM_SHARE)
 
 
 def example_bytes(example: Example) -> int:

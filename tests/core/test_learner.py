@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from core.checkpoints import ModelInfo, SegmentationModel, new_model, read_info
-from core.example_memory import ExampleMemory
+from core.example_memory import ExampleMemory, usable_memory
 from core.history import LearningHistory
 from core.images import read_image
 from core.labels import VOID, classes_from_names
@@ -399,3 +399,13 @@ def test_a_large_held_out_image_is_scored_where_it_is_labelled(tiles):
     scored = next(e for e in run if e.score is not None)
     run.close()
     assert scored.heldout_images == 1 and np.isfinite(scored.score)  # its central 1024 px are void
+
+
+def test_the_ram_budget_follows_a_containers_memory_limit(tmp_path):
+    machine = usable_memory(())
+    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+    v2.write_text("max\n")  # cgroup v2 without a limit
+    v1.write_text(f"{2**30}\n")
+    assert usable_memory((v2, v1)) == min(machine, 2**30)
+    v1.write_text("9223372036854771712\n")  # cgroup v1 without a limit
+    assert usable_memory((v2, v1, tmp_path / "absent")) == machine
