@@ -45,61 +45,70 @@ def example_bytes(example: Example) -> int:
 
 
 class ExampleMemory:
-    """Holds examples in RAM while they fit ``budget`` bytes, the rest mapped from ``folder``.
-
-    ``folder`` None: everything stays in RAM. Not thread-safe: the learner calls it under its lock.
-    """
+    """The learner's examples by id: in RAM while they fit ``budget`` bytes, the rest mapped
+    from files in ``folder``. ``folder`` None: everything stays in RAM. Not thread-safe: the
+    learner calls it under its lock."""
 
     def __init__(self, folder: str | Path | None, budget: int | None = None) -> None:
         self.folder = Path(folder) if folder is not None else None
         self.budget = default_budget() if budget is None else budget
-        self._in_ram: dict[str, int] = {}
-        self._files: dict[str, list[Path]] = {}
+        self._examples: dict[str, Example] = {}
         self._names = itertools.count()
         self.delete_files()  # left by a learner that did not stop cleanly
 
+    def values(self) -> list[Example]:
+        return list(self._examples.values())
+
     @property
     def ram_bytes(self) -> int:
-        return sum(self._in_ram.values())
+        return sum(example_bytes(e) for e in self._examples.values() if not _files(e))
 
     def mapped(self, image_id: str) -> bool:
-        return image_id in self._files
+        return image_id in self._examples and bool(_files(self._examples[image_id]))
 
     def keep(self, example: Example) -> Example:
-        """``example``, its arrays mapped from files if RAM is past the budget with it."""
+        """Hold ``example`` (replacing one with its id), its arrays mapped from files if RAM is
+        past the budget with it."""
         self.forget(example.id)
-        size = example_bytes(example)
-        if self.folder is None or self.ram_bytes + size <= self.budget:
-            self._in_ram[example.id] = size
-            return example
+        if self.folder is not None and self.ram_bytes + example_bytes(example) > self.budget:
+            self._map(example)
+        self._examples[example.id] = example
+        return example
+
+    def _map(self, example: Example) -> None:
         stem = f"{next(self._names):06d}"  # a new name each time: a mapped file may still be open
         arrays = {n: a for n in ("image", "label", "wrong") if (a := getattr(example, n)) is not None}
-        paths = self._files[example.id] = [self.folder / f"{stem}-{n}.npy" for n in arrays]
+        paths = [self.folder / f"{stem}-{n}.npy" for n in arrays]
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             for path, array in zip(paths, arrays.values(), strict=True):
                 np.save(path, array)
             mapped = {n: np.load(path, mmap_mode="r") for n, path in zip(arrays, paths, strict=True)}
         except OSError:  # a full or read-only disk: hold it in RAM rather than stop learning
-            self.forget(example.id)
-            self._in_ram[example.id] = size
-            return example
+            _delete(paths)
+            return
         for name, array in mapped.items():
             setattr(example, name, array)
-        return example
 
     def forget(self, image_id: str) -> None:
         """An example left: its RAM no longer counts, its files go."""
-        self._in_ram.pop(image_id, None)
-        for path in self._files.pop(image_id, []):
-            with contextlib.suppress(OSError):  # Windows keeps a file that is still mapped
-                path.unlink(missing_ok=True)
+        example = self._examples.pop(image_id, None)
+        if example is not None:
+            _delete(_files(example))
 
     def delete_files(self) -> None:
         """Delete every file in ``folder`` (examples already mapped stay readable on POSIX)."""
-        if self.folder is None or not self.folder.is_dir():
-            return
-        for path in self.folder.glob("*.npy"):
-            with contextlib.suppress(OSError):
-                path.unlink()
-        self._files.clear()
+        if self.folder is not None and self.folder.is_dir():
+            _delete(self.folder.glob("*.npy"))
+
+
+def _files(example: Example) -> list[Path]:
+    """The files an example's arrays are mapped from (none when they are in RAM)."""
+    arrays = (example.image, example.label, example.wrong)
+    return [Path(a.filename) for a in arrays if isinstance(a, np.memmap) and a.filename]
+
+
+def _delete(paths) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):  # Windows keeps a file that is still mapped
+            Path(path).unlink(missing_ok=True)

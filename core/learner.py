@@ -188,9 +188,8 @@ class ContinuousLearner:
         self._scorer_fits = source.info.num_classes == self.model.info.num_classes
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._examples: dict[str, Example] = {}
         budget = None if c.memory_budget_mb is None else int(c.memory_budget_mb * 2**20)
-        self._memory = ExampleMemory(history.cache_folder if history is not None else None, budget)
+        self._examples = ExampleMemory(history.cache_folder if history is not None else None, budget)
         state = state or {}
         self._heldout: set[str] = set(state.get("heldout", []))
         self._seen: set[str] = set(state.get("seen", [])) | self._heldout  # every id that ever arrived
@@ -213,15 +212,14 @@ class ContinuousLearner:
                 if len(self._seen) % self.config.holdout_every == 2:
                     self._heldout.add(example.id)
                 self._seen.add(example.id)
-            self._examples[example.id] = self._memory.keep(example)
+            self._examples.keep(example)
             self._new_data = True
         self._wake.set()
 
     def remove(self, image_id: str) -> None:
         """An image taken back out of ``reviewed`` leaves training (it stays held out if it was)."""
         with self._lock:
-            self._examples.pop(image_id, None)
-            self._memory.forget(image_id)
+            self._examples.forget(image_id)
 
     def pause(self) -> None:
         self.paused = True
@@ -236,7 +234,7 @@ class ContinuousLearner:
 
     def _split(self) -> tuple[list[Example], list[Example]]:
         with self._lock:
-            items = list(self._examples.values())
+            items = self._examples.values()
         train = [e for e in items if e.id not in self._heldout and e.has_labels]
         return train, [e for e in items if e.id in self._heldout and e.has_labels]
 
@@ -353,7 +351,7 @@ class ContinuousLearner:
             if self.history is not None and self._saved_step != self.steps:
                 self.save_latest()
             with self._lock:
-                self._memory.delete_files()
+                self._examples.delete_files()
 
     def _averaged(self) -> contextlib.AbstractContextManager:
         """The weights to score and adopt: the average when there is one, else the latest."""
