@@ -58,6 +58,7 @@ class LabelDocument(QObject):
         classes: list[LabelClass],
         confidence: np.ndarray | None = None,
         parent: QObject | None = None,
+        predicted: np.ndarray | None = None,
     ) -> None:
         super().__init__(parent)
         self.image_id = image_id
@@ -69,6 +70,7 @@ class LabelDocument(QObject):
         self.unsure = QImage(self.width, self.height, QImage.Format.Format_ARGB32_Premultiplied)
         self._unsure_px = qimage2ndarray.raw_view(self.unsure)
         self.confidence = confidence
+        self.predicted = predicted  # the model's label, to measure the user's corrections against
         self.unsure_threshold = 0.5
         self.undo_stack = QUndoStack(self)
         self.undo_stack.setUndoLimit(UNDO_LIMIT)
@@ -89,6 +91,7 @@ class LabelDocument(QObject):
         """A new prediction: replaces the label, clears the history."""
         self.label[:] = label
         self.confidence = confidence
+        self.predicted = label
         self.undo_stack.clear()
         self.modified = False
         np.take(self._lut, self.label, out=self._overlay_px)

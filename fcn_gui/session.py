@@ -208,7 +208,8 @@ class Session(QObject):
             label = project.load_label(entry)
             if label is None:
                 label = np.full(image.shape[:2], VOID, dtype=np.uint8)
-            doc = LabelDocument(image_id, image, label, classes, confidence)
+            predicted = project.load_prediction(entry)
+            doc = LabelDocument(image_id, image, label, classes, confidence, predicted=predicted)
             doc.moveToThread(gui_thread)
             return doc
 
@@ -292,7 +293,7 @@ class Session(QObject):
         if doc is None:
             return
         entry = self.project.entry(doc.image_id)
-        predicted = self.project.load_prediction(entry)
+        predicted = doc.predicted  # read with the image, off the GUI thread
         if predicted is not None and predicted.shape == doc.label.shape:
             changed = float(np.mean(predicted != doc.label))
             self.project.set_state(entry, entry.state, changed_fraction=changed)

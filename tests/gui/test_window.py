@@ -202,3 +202,22 @@ def test_quit_while_predicting_waits_cleanly(make_window, photo_folder, qtbot):
     assert window.session.queue.busy
     window.close()
     assert not window.session.queue.busy and window.session.project is None
+
+
+def test_an_image_reopened_later_measures_its_correction_against_its_prediction(
+    make_window, photo_folder, qtbot
+):
+    window = make_window(photo_folder)
+    wait_idle(qtbot, window)
+    first = window.session.doc.image_id
+    window.session.save_and_wait()  # its prediction is on disk
+    window.go(1)
+    qtbot.waitUntil(lambda: window.session.doc is not None and window.session.doc.image_id != first)
+    window.go(-1)  # opened again: the prediction comes from disk, read off the GUI thread
+    qtbot.waitUntil(lambda: window.session.doc is not None and window.session.doc.image_id == first)
+    window.select_tool("brush")
+    window.view_panel.brush_size.setValue(9)
+    window.set_current_class(9)
+    drag(window.canvas, [(5, 5), (40, 5)])
+    window.act["reviewed"].trigger()
+    assert 0 < window.session.project.entry(first).changed_fraction < 0.2
