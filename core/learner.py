@@ -68,9 +68,10 @@ class LearnerConfig:
     budget_s: float = 15.0  # fewer than three reviewed: adopt after this much training
     holdout_every: int = 5
     min_gain: float = 0.002
-    # This long (wall clock) without an adoption or a new review: rest. Measured with
-    # bench/session.py (two seeds each): resting after 30 s costs 12.6 / 12.9 % effort with
-    # 31-32 s of training per image, after 60 s 12.9 / 12.8 % with 62-68 s (it was 240 s).
+    # This long training and scoring (waits and pauses do not count) without an adoption or a
+    # new review: rest. Measured with bench/session.py (two seeds each): resting after 30 s
+    # costs 12.6 / 12.9 % effort with 31-32 s of training per image, after 60 s 12.9 / 12.8 %
+    # with 62-68 s (it was 240 s).
     rest_after_s: float = 30.0
     memory_budget_mb: float | None = None  # reviewed images held in RAM; None: a quarter of it
     scale: float | None = None  # input scale; None: the model's, or chosen from the labels if untrained
@@ -290,19 +291,20 @@ class ContinuousLearner:
     def run(self) -> Generator[LearnerEvent, None, None]:
         """Train until closed; yields a ``LearnerEvent`` per step or state change."""
         c = self.config
-        since_adoption = since_eval = 0.0  # training seconds
-        last_progress = time.monotonic()
+        # The learner's own seconds (training and scoring), so that waiting for a prediction
+        # the user wants, or a pause, never counts towards a rest.
+        since_adoption = since_eval = since_progress = 0.0
         first_loss: float | None = None
         try:
             while True:
                 train, heldout = self._split()
                 if self._new_data:
                     self._new_data = False
-                    last_progress = time.monotonic()
+                    since_progress = 0.0
                 waiting = (
                     "paused" if self.paused
                     else "idle" if not train
-                    else "resting" if time.monotonic() - last_progress > c.rest_after_s
+                    else "resting" if since_progress > c.rest_after_s
                     else "waiting" if self.yield_to()
                     else None
                 )  # fmt: skip
@@ -328,6 +330,7 @@ class ContinuousLearner:
                 self.train_seconds += spent
                 since_adoption += spent
                 since_eval += spent
+                since_progress += spent
                 yield self._event("training", train, heldout, loss=loss)
                 adopted = None
                 if heldout and since_eval >= max(c.eval_every_s, self._last_scoring * SCORING_EVERY):
@@ -338,8 +341,9 @@ class ContinuousLearner:
                         self.score = self._score(self.net, heldout, self.model.info.scale)
                         self._last_scoring = time.perf_counter() - scoring
                         self.scoring_seconds += self._last_scoring
+                        since_progress += self._last_scoring
                         if self.score > before + c.min_gain or np.isnan(before):
-                            since_adoption, last_progress = 0.0, time.monotonic()
+                            since_adoption = since_progress = 0.0
                             adopted = self._adopt(train, heldout, before, self.score)
                 elif not heldout and since_adoption >= c.budget_s:
                     since_adoption = 0.0

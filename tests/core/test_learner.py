@@ -2,6 +2,7 @@
 held-out score, bounded history, both precisions, and the crop sampler."""
 
 import copy
+import time
 
 import numpy as np
 import pytest
@@ -409,3 +410,26 @@ def test_the_ram_budget_follows_a_containers_memory_limit(tmp_path):
     assert usable_memory((v2, v1)) == min(machine, 2**30)
     v1.write_text("9223372036854771712\n")  # cgroup v1 without a limit
     assert usable_memory((v2, v1, tmp_path / "absent")) == machine
+
+
+def test_waiting_for_a_prediction_or_a_pause_never_counts_towards_a_rest(tiles):
+    model = new_model(ModelInfo(variant="unet", classes=CLASSES))  # steps of a few ms: waits dominate
+    learner = ContinuousLearner(model, small_config(budget_s=1e9, rest_after_s=1.5))
+    learner.add(examples(tiles, 1)[0])
+    waiting = True
+    learner.yield_to = lambda: waiting
+    run = learner.run()
+    started = time.monotonic()
+    while time.monotonic() - started < 2.0:  # longer than the rest time, waiting for a prediction
+        assert next(run).state == "waiting"
+    waiting = False
+    assert next(run).state == "training"
+    learner.pause()
+    started = time.monotonic()
+    while time.monotonic() - started < 2.0:
+        assert next(run).state == "paused"
+    learner.resume()
+    assert next(run).state == "training", f"rested after {learner.train_seconds:.2f} s of training"
+    while next(run).state != "resting":  # its own seconds still bring the rest
+        assert learner.train_seconds < 10, "never rested"
+    run.close()
