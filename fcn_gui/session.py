@@ -198,6 +198,7 @@ class Session(QObject):
         entry = project.entry(image_id)
 
         classes, confidence = list(project.classes), self._confidence.get(image_id)
+        untouched = entry.state == "predicted"  # its label is the model's prediction
         gui_thread = self.thread()
 
         def load():
@@ -208,7 +209,8 @@ class Session(QObject):
             label = project.load_label(entry)
             if label is None:
                 label = np.full(image.shape[:2], VOID, dtype=np.uint8)
-            predicted = project.load_prediction(entry)
+            # what Mark Reviewed measures corrections against; painting changes ``label`` in place
+            predicted = label.copy() if untouched else project.load_prediction(entry)
             doc = LabelDocument(image_id, image, label, classes, confidence, predicted=predicted)
             doc.moveToThread(gui_thread)
             return doc

@@ -221,3 +221,28 @@ def test_an_image_reopened_later_measures_its_correction_against_its_prediction(
     drag(window.canvas, [(5, 5), (40, 5)])
     window.act["reviewed"].trigger()
     assert 0 < window.session.project.entry(first).changed_fraction < 0.2
+
+
+def test_an_edited_image_reopened_measures_all_its_corrections_against_its_prediction(
+    make_window, photo_folder, qtbot
+):
+    window = make_window(photo_folder)
+    wait_idle(qtbot, window)
+    session = window.session
+    first = session.doc.image_id
+    window.select_tool("brush")
+    window.view_panel.brush_size.setValue(9)
+    window.set_current_class(9)
+    drag(window.canvas, [(5, 5), (40, 5)])  # corrected before leaving the image
+    window.go(1)
+    qtbot.waitUntil(lambda: session.doc is not None and session.doc.image_id != first)
+    window.go(-1)
+    qtbot.waitUntil(lambda: session.doc is not None and session.doc.image_id == first)
+    assert session.project.entry(first).state == "edited"
+    drag(window.canvas, [(5, 40), (40, 40)])  # and more after coming back
+    window.act["reviewed"].trigger()
+    session.save_and_wait()
+    entry = session.project.entry(first)
+    predicted = read_label(session.project.prediction_path(entry))
+    both = float(np.mean(predicted != session.project.load_label(entry)))
+    assert entry.changed_fraction == both > 0
