@@ -74,7 +74,7 @@ class PredictionQueue(QObject):
             self._runner.finish(thread)
 
     def _start_next(self) -> None:
-        if self.current is not None:
+        if self.current is not None or self._runner.closing:  # quitting: whatever is queued waits
             return
         predictor = self._predictor_source()
         if not self.pending or predictor is None:

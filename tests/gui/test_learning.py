@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from core.images import read_image
+from core.labels import read_label
 from core.learner import LearnerConfig
 from tests.gui.conftest import wait_idle
 
@@ -165,3 +166,23 @@ def test_next_goes_to_the_least_confident_image(make_window, photo_folder, qtbot
     window.view_panel.least_confident.setChecked(False)
     ids = [e.id for e in session.project.images]
     assert session.neighbour(1) == ids[ids.index(current) + 1]
+
+
+def test_quitting_while_it_trains_saves_everything_and_starts_no_prediction(
+    make_window, tmp_path, data_dir, qtbot
+):
+    """The learner's end tells the session it no longer trains, which predicts the images no
+    model has seen yet: not while the app quits, where starting a thread is refused."""
+    truths = _tiles(tmp_path / "cells", data_dir)
+    window = make_window(tmp_path / "cells", learn=True)
+    window.learning.config = LearnerConfig(crop=64, batch_size=2, device="cpu", frozen=("fc6", "fc7"))
+    session = window.session
+    wait_idle(qtbot, window)
+    project = session.project
+    assert project.entry("cell4").state == "new"  # not predicted yet: queued once the learner stops
+    session.doc.write_patch(0, 0, truths[0])
+    window.act["reviewed"].trigger()
+    qtbot.waitUntil(lambda: session.learner_busy, timeout=10000)
+    window.close()  # an exception in closeEvent fails the test (pytest-qt)
+    assert session.project is None and not session.queue.busy
+    assert (read_label(project.label_path(project.entry("cell0"))) == truths[0]).all()
