@@ -29,12 +29,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from session import cpu_name, nuclei_tiles  # noqa: E402
+from session_floor import effort  # noqa: E402
 
 from core.checkpoints import ModelInfo, SegmentationModel  # noqa: E402
 from core.choices import UNET  # noqa: E402
 from core.labels import classes_from_names  # noqa: E402
 from core.learner import ContinuousLearner, LearnerConfig  # noqa: E402
-from core.predict import Predictor  # noqa: E402
 from core.sampling import CropSampler, Example  # noqa: E402
 from core.unet import UNET_DEPTH, UNET_WIDTH, UNet  # noqa: E402
 
@@ -80,12 +80,7 @@ def efforts(args: argparse.Namespace, seed: int, train_half: int, tiles: list) -
             snapshot = SegmentationModel(
                 copy.deepcopy(learner.net).float().eval(), copy.deepcopy(learner.model.info)
             )
-        predictor = Predictor(snapshot, device="cpu")
-        out[target] = [
-            float((predictor.predict(image).label != truth).sum() / max(1, truth.sum()))
-            for i, (image, truth) in enumerate(tiles)
-            if i % 2 != train_half
-        ]
+        out[target] = [effort(snapshot, "cpu", *tile) for i, tile in enumerate(tiles) if i % 2 != train_half]
     run.close()
     return out
 
