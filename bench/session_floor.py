@@ -44,7 +44,15 @@ def effort(model: SegmentationModel, device: str, image: np.ndarray, truth: np.n
 def floor_of(k: int, tiles: list, args: argparse.Namespace) -> list[float]:
     torch.manual_seed(args.seed)
     info = ModelInfo(variant=args.variant, classes=classes_from_names(["background", "nucleus"]))
-    config = LearnerConfig(device=args.device, all_orientations=True, holdout_every=10**9, seed=args.seed)
+    # Nothing held out and no rest: with no score to improve, the learner would rest after
+    # rest_after_s of training and the steps asked for would never come.
+    config = LearnerConfig(
+        device=args.device,
+        all_orientations=True,
+        holdout_every=10**9,
+        rest_after_s=float("inf"),
+        seed=args.seed,
+    )
     learner = ContinuousLearner(new_model(info), config)
     for i, (image, truth) in enumerate(tiles):
         if i != k:
