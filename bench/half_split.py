@@ -29,12 +29,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from session import cpu_name, nuclei_tiles  # noqa: E402
-from session_floor import effort  # noqa: E402
+from session_floor import effort, fixed_steps_config  # noqa: E402
 
 from core.checkpoints import ModelInfo, SegmentationModel  # noqa: E402
 from core.choices import UNET  # noqa: E402
 from core.labels import classes_from_names  # noqa: E402
-from core.learner import ContinuousLearner, LearnerConfig  # noqa: E402
+from core.learner import ContinuousLearner  # noqa: E402
 from core.sampling import CropSampler, Example  # noqa: E402
 from core.unet import UNET_DEPTH, UNET_WIDTH, UNet  # noqa: E402
 
@@ -62,10 +62,7 @@ def efforts(args: argparse.Namespace, seed: int, train_half: int, tiles: list) -
     torch.manual_seed(seed)
     info = ModelInfo(variant=UNET, classes=classes_from_names(["background", "nucleus"]))
     model = SegmentationModel(UNet(info.num_classes, width=args.width, depth=args.depth), info)
-    config = LearnerConfig(
-        device="cpu", all_orientations=True, holdout_every=10**9, rest_after_s=float("inf"), seed=seed
-    )
-    learner = ContinuousLearner(model, config)
+    learner = ContinuousLearner(model, fixed_steps_config("cpu", seed))
     if args.intensity_jitter:
         jitter_intensity(learner.sampler)
     for i, (image, truth) in enumerate(tiles):

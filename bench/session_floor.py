@@ -41,19 +41,19 @@ def effort(model: SegmentationModel, device: str, image: np.ndarray, truth: np.n
     return float((label != truth).sum() / max(1, (truth > 0).sum()))
 
 
+def fixed_steps_config(device: str, seed: int) -> LearnerConfig:
+    """The learner's recipe for training a given number of steps on every image it is given:
+    nothing held out and no rest (with no score to improve, it would rest after
+    ``rest_after_s`` of training and the steps asked for would never come)."""
+    return LearnerConfig(
+        device=device, all_orientations=True, holdout_every=10**9, rest_after_s=float("inf"), seed=seed
+    )
+
+
 def floor_of(k: int, tiles: list, args: argparse.Namespace) -> list[float]:
     torch.manual_seed(args.seed)
     info = ModelInfo(variant=args.variant, classes=classes_from_names(["background", "nucleus"]))
-    # Nothing held out and no rest: with no score to improve, the learner would rest after
-    # rest_after_s of training and the steps asked for would never come.
-    config = LearnerConfig(
-        device=args.device,
-        all_orientations=True,
-        holdout_every=10**9,
-        rest_after_s=float("inf"),
-        seed=args.seed,
-    )
-    learner = ContinuousLearner(new_model(info), config)
+    learner = ContinuousLearner(new_model(info), fixed_steps_config(args.device, args.seed))
     for i, (image, truth) in enumerate(tiles):
         if i != k:
             learner.add(Example(f"tile{i}", image, truth, None))
