@@ -1,7 +1,7 @@
 """A quick yardstick for a change to the learner's recipe: train on half the tiles, measure the rest.
 
     python bench/half_split.py [--steps 300 600] [--seeds 0 1] [--depth 3] [--width 24]
-                              [--intensity-jitter]
+                              [--intensity-jitter] [--analyse]
 
 The nuclei image is cut into 8 tiles as in bench/session.py. The continuous learner's recipe
 (crops, orientations, bf16 where faster, weight average) trains a U-Net from random weights
@@ -10,7 +10,8 @@ the even ones, then the other way round, for each seed; nothing is held out and 
 Four models of 300-600 steps take about 4 minutes on a 2-core CPU, where bench/session.py
 takes 4-7 and bench/session_floor.py an hour: a change that does not lower these figures
 will not lower the session's. ``--intensity-jitter`` gives each crop a random gamma
-(0.7-1.4), contrast (0.8-1.2) and brightness (+-8 %). Not a test: figures only.
+(0.7-1.4), contrast (0.8-1.2) and brightness (+-8 %); ``--analyse`` prints where the
+corrections lie relative to the truth's edges. Not a test: figures only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import copy
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from session import cpu_name, nuclei_tiles  # noqa: E402
-from session_floor import effort, fixed_steps_config  # noqa: E402
+from session import cpu_name, effort, error_bands, format_bands, nuclei_tiles  # noqa: E402
+from session_floor import fixed_steps_config  # noqa: E402
 
 from core.checkpoints import ModelInfo, SegmentationModel  # noqa: E402
 from core.choices import UNET  # noqa: E402
 from core.labels import classes_from_names  # noqa: E402
 from core.learner import ContinuousLearner  # noqa: E402
+from core.predict import Predictor  # noqa: E402
 from core.sampling import CropSampler, Example  # noqa: E402
 from core.unet import UNET_DEPTH, UNET_WIDTH, UNet  # noqa: E402
 
@@ -57,8 +60,10 @@ def jitter_intensity(sampler: CropSampler) -> None:
     sampler.batch = jittered
 
 
-def efforts(args: argparse.Namespace, seed: int, train_half: int, tiles: list) -> dict[int, list[float]]:
-    """Each ``--steps`` count's effort on every tile of the other half."""
+def predictions(
+    args: argparse.Namespace, seed: int, train_half: int, tiles: list
+) -> dict[int, list[np.ndarray]]:
+    """Each ``--steps`` count's label maps of every tile of the other half."""
     torch.manual_seed(seed)
     info = ModelInfo(variant=UNET, classes=classes_from_names(["background", "nucleus"]))
     model = SegmentationModel(UNet(info.num_classes, width=args.width, depth=args.depth), info)
@@ -69,7 +74,7 @@ def efforts(args: argparse.Namespace, seed: int, train_half: int, tiles: list) -
         if i % 2 == train_half:
             learner.add(Example(f"tile{i}", image, truth, None))
     run = learner.run()
-    out: dict[int, list[float]] = {}
+    out: dict[int, list[np.ndarray]] = {}
     for target in sorted(args.steps):
         while learner.steps < target:
             next(run)
@@ -77,7 +82,9 @@ def efforts(args: argparse.Namespace, seed: int, train_half: int, tiles: list) -
             snapshot = SegmentationModel(
                 copy.deepcopy(learner.net).float().eval(), copy.deepcopy(learner.model.info)
             )
-        out[target] = [effort(snapshot, "cpu", *tile) for i, tile in enumerate(tiles) if i % 2 != train_half]
+        predictor = Predictor(snapshot, device="cpu")
+        measured = [image for i, (image, _) in enumerate(tiles) if i % 2 != train_half]
+        out[target] = [predictor.predict(image).label for image in measured]
     run.close()
     return out
 
@@ -89,18 +96,25 @@ def main() -> None:
     p.add_argument("--depth", type=int, default=UNET_DEPTH)
     p.add_argument("--width", type=int, default=UNET_WIDTH)
     p.add_argument("--intensity-jitter", action="store_true")
+    p.add_argument("--analyse", action="store_true", help="print where the corrections lie")
     args = p.parse_args()
     print(f"CPU: {cpu_name()}; torch {torch.__version__}; settings {vars(args)}")
     tiles = nuclei_tiles(8)
     start = time.perf_counter()
     rows: dict[int, list[float]] = {s: [] for s in args.steps}
+    bands: dict[int, Counter] = {s: Counter() for s in args.steps}
     for seed in args.seeds:
         for half in (0, 1):
-            for steps, values in efforts(args, seed, half, tiles).items():
-                rows[steps] += values
+            truths = [truth for i, (_, truth) in enumerate(tiles) if i % 2 != half]
+            for steps, labels in predictions(args, seed, half, tiles).items():
+                for label, truth in zip(labels, truths, strict=True):
+                    rows[steps].append(effort(label, truth))
+                    bands[steps].update(error_bands(label, truth))
     for steps in sorted(rows):
         values = rows[steps]
         print(f"  {steps} steps: mean effort {np.mean(values):.2%} ({' '.join(f'{v:.1%}' for v in values)})")
+        if args.analyse:
+            print(f"    where, over all measured tiles: {format_bands(bands[steps])}")
     print(f"  {time.perf_counter() - start:.0f} s")
 
 

@@ -65,18 +65,40 @@ def cpu_name() -> str:
     return f"{cpu}, {torch.get_num_threads()} threads"
 
 
-def error_breakdown(pred: np.ndarray, truth: np.ndarray) -> str:
-    """Where the corrections are: missed or extra foreground, on object edges or away from them."""
+def effort(label: np.ndarray, truth: np.ndarray) -> float:
+    """The pixels to correct in ``label`` relative to ``truth``'s foreground (painting it from
+    scratch = 1)."""
+    return float((label != truth).sum() / max(1, (truth > 0).sum()))
+
+
+EDGE_BANDS = ("on the edge", "1-2 px from it", "farther")
+
+
+def error_bands(pred: np.ndarray, truth: np.ndarray) -> dict[str, int]:
+    """Missed and extra foreground pixels by their distance from the truth's edge, and the
+    foreground: "on the edge" is the one-pixel layer either side of it (distance 1),
+    "1-2 px from it" the next layer (up to 2 px, diagonals included)."""
     from scipy import ndimage
 
     fg = truth > 0
-    edge = ndimage.binary_dilation(fg, iterations=2) & ~ndimage.binary_erosion(fg, iterations=2)
-    n = max(1, int(fg.sum()))
-    missed, extra = (pred == 0) & fg, (pred > 0) & ~fg
-    return (
-        f"missed {missed.sum() / n:.1%} ({(missed & edge).sum() / n:.1%} within 2 px of an edge), "
-        f"extra {extra.sum() / n:.1%} ({(extra & edge).sum() / n:.1%} within 2 px of an edge)"
-    )
+    distance = np.where(fg, ndimage.distance_transform_edt(fg), ndimage.distance_transform_edt(~fg))
+    bands = (distance <= 1, (distance > 1) & (distance <= 2), distance > 2)
+    counts = {"foreground": int(fg.sum())}
+    for kind, wrong in (("missed", (pred == 0) & fg), ("extra", (pred > 0) & ~fg)):
+        for name, band in zip(EDGE_BANDS, bands, strict=True):
+            counts[f"{kind} {name}"] = int((wrong & band).sum())
+    return counts
+
+
+def format_bands(counts: dict[str, int]) -> str:
+    """``error_bands``' counts (or their sums) relative to the foreground."""
+    n = max(1, counts["foreground"])
+    parts = []
+    for kind in ("missed", "extra"):
+        shares = [counts[f"{kind} {name}"] / n for name in EDGE_BANDS]
+        detail = ", ".join(f"{share:.1%} {name}" for share, name in zip(shares, EDGE_BANDS, strict=True))
+        parts.append(f"{kind} {sum(shares):.1%} ({detail})")
+    return "; ".join(parts)
 
 
 def try_refine(image: np.ndarray, prediction, truth: np.ndarray) -> str:
@@ -146,9 +168,9 @@ def session(args: argparse.Namespace, precision: str) -> dict:
         prediction = in_use.predict(image)
         pred = prediction.label
         wrong = pred != truth
-        efforts.append(float(wrong.sum() / max(1, (truth > 0).sum())))
+        efforts.append(effort(pred, truth))
         if args.analyse:
-            print("  " + error_breakdown(pred, truth), flush=True)
+            print("  " + format_bands(error_bands(pred, truth)), flush=True)
         if args.try_refine:
             print("  refined: " + try_refine(image, prediction, truth), flush=True)
         if args.try_threshold and i > 0:

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from session import cpu_name, nuclei_tiles  # noqa: E402
+from session import cpu_name, effort, nuclei_tiles  # noqa: E402
 
 from core.checkpoints import ModelInfo, SegmentationModel, new_model  # noqa: E402
 from core.choices import SCRATCH_VARIANT  # noqa: E402
@@ -33,12 +33,6 @@ from core.labels import classes_from_names  # noqa: E402
 from core.learner import ContinuousLearner, LearnerConfig  # noqa: E402
 from core.predict import Predictor  # noqa: E402
 from core.sampling import Example  # noqa: E402
-
-
-def effort(model: SegmentationModel, device: str, image: np.ndarray, truth: np.ndarray) -> float:
-    """Pixels to correct relative to the foreground, as in bench/session.py."""
-    label = Predictor(model, device=device).predict(image).label
-    return float((label != truth).sum() / max(1, (truth > 0).sum()))
 
 
 def fixed_steps_config(device: str, seed: int) -> LearnerConfig:
@@ -64,7 +58,8 @@ def floor_of(k: int, tiles: list, args: argparse.Namespace) -> list[float]:
             next(run)
         info = copy.deepcopy(learner.model.info)
         snapshot = SegmentationModel(copy.deepcopy(learner.net).float().eval(), info)
-        efforts.append(effort(snapshot, args.device, *tiles[k]))
+        image, truth = tiles[k]
+        efforts.append(effort(Predictor(snapshot, device=args.device).predict(image).label, truth))
     run.close()
     return efforts
 
