@@ -294,17 +294,21 @@ class ContinuousLearner:
         # The learner's own seconds (training and scoring), so that waiting for a prediction
         # the user wants, or a pause, never counts towards a rest.
         since_adoption = since_eval = since_progress = 0.0
+        # Whether the held-out images were scored since the last review or adoption: with
+        # scoring spaced out on large held-out images (SCORING_EVERY), the rest could come
+        # before the training since the last review was ever checked.
+        scored = False
         first_loss: float | None = None
         try:
             while True:
                 train, heldout = self._split()
                 if self._new_data:
                     self._new_data = False
-                    since_progress = 0.0
+                    since_progress, scored = 0.0, False
                 waiting = (
                     "paused" if self.paused
                     else "idle" if not train
-                    else "resting" if since_progress > c.rest_after_s
+                    else "resting" if since_progress > c.rest_after_s and (scored or not heldout)
                     else "waiting" if self.yield_to()
                     else None
                 )  # fmt: skip
@@ -342,8 +346,10 @@ class ContinuousLearner:
                         self._last_scoring = time.perf_counter() - scoring
                         self.scoring_seconds += self._last_scoring
                         since_progress += self._last_scoring
+                        scored = True
                         if self.score > before + c.min_gain or np.isnan(before):
                             since_adoption = since_progress = 0.0
+                            scored = False
                             adopted = self._adopt(train, heldout, before, self.score)
                 elif not heldout and since_adoption >= c.budget_s:
                     since_adoption = 0.0

@@ -147,6 +147,25 @@ def test_it_rests_without_improvement_keeps_what_it_learnt_and_a_new_review_wake
     run.close()
 
 
+def test_it_never_rests_before_scoring_what_it_trained_since_the_last_review(base_model, tiles):
+    background, nucleus = constant_model(base_model, 0), constant_model(base_model, 1)
+    # Scores come only every 0.5 s of training; the rest is due at once. lr 0: the model in use
+    # keeps winning, so nothing is adopted and only a score can let it rest.
+    config = small_config(lr=0.0, eval_every_s=0.5, budget_s=1e9, rest_after_s=0.0)
+    learner = ContinuousLearner(nucleus, config, in_use=background)
+    for e in examples(tiles, 3):
+        learner.add(e)
+    run = learner.run()
+    for review in examples(tiles, 5)[3:]:
+        scoring_seconds = learner.scoring_seconds
+        while (event := next(run)).state != "resting":
+            assert event.state == "training" and learner.train_seconds < 30, "adopted or never rested"
+        assert learner.scoring_seconds > scoring_seconds, "rested before scoring its training"
+        learner.add(review)
+        assert next(run).state == "training"  # the review woke it
+    run.close()
+
+
 def test_with_fewer_than_three_reviews_it_adopts_after_each_budget(base_model, tiles):
     learner = ContinuousLearner(base_model, small_config(budget_s=0.0))
     learner.add(examples(tiles, 1)[0])
