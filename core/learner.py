@@ -69,10 +69,10 @@ class LearnerConfig:
     holdout_every: int = 5
     min_gain: float = 0.002
     # This long training and scoring (waits and pauses do not count) without an adoption or a
-    # new review: rest. Measured with bench/session.py (two seeds each): resting after 30 s
-    # costs 12.6 / 12.9 % effort with 31-32 s of training per image, after 60 s 12.9 / 12.8 %
-    # with 62-68 s (it was 240 s).
-    rest_after_s: float = 30.0
+    # new review, and a score since: rest. Measured with bench/session.py (two seeds each):
+    # resting after 20 s costs 12.6 / 13.2 % effort with 21-22 s of training per image, after
+    # 30 s 12.4 / 13.0 % with 31-32 s, after 60 s 12.9 / 12.8 % with 62-68 s (it was 240 s).
+    rest_after_s: float = 20.0
     memory_budget_mb: float | None = None  # reviewed images held in RAM; None: a quarter of it
     scale: float | None = None  # input scale; None: the model's, or chosen from the labels if untrained
     # Decay of the weight average that is scored and adopted (0: the latest weights). Measured
