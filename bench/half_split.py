@@ -109,7 +109,8 @@ def main() -> None:
             for steps, labels in predictions(args, seed, half, tiles).items():
                 for label, truth in zip(labels, truths, strict=True):
                     rows[steps].append(effort(label, truth))
-                    bands[steps].update(error_bands(label, truth))
+                    if args.analyse:
+                        bands[steps].update(error_bands(label, truth))
     for steps in sorted(rows):
         values = rows[steps]
         print(f"  {steps} steps: mean effort {np.mean(values):.2%} ({' '.join(f'{v:.1%}' for v in values)})")
