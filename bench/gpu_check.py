@@ -31,13 +31,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.checkpoints import ModelInfo, load_checkpoint, new_model  # noqa: E402
-from core.images import read_image  # noqa: E402
-from core.labels import classes_from_names  # noqa: E402
-from core.learner import Adopted, ContinuousLearner, LearnerConfig  # noqa: E402
-from core.predict import Predictor  # noqa: E402
-from core.sampling import CropSampler, Example  # noqa: E402
-from core.train import StepRunner, build_optimizer  # noqa: E402
+from core.inference.predictor import Predictor  # noqa: E402
+from core.io.images import read_image  # noqa: E402
+from core.io.labels import classes_from_names  # noqa: E402
+from core.model.checkpoints import ModelInfo, load_checkpoint, new_model  # noqa: E402
+from core.training.learner import Adopted, ContinuousLearner, LearnerConfig  # noqa: E402
+from core.training.sampling import CropSampler, Example  # noqa: E402
+from core.training.step import StepRunner, build_optimizer  # noqa: E402
 
 FAILED: list[str] = []
 

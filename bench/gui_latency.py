@@ -64,7 +64,7 @@ def main() -> None:
     wait_for(app, lambda: window.session.models.predictor is not None)
     # fcn_gui.preload imports the learner a second after the model is ready: done by the time
     # a user has chosen a folder
-    wait_for(app, lambda: "core.learner" in sys.modules and "preload" not in window.session.runner.names())
+    wait_for(app, lambda: "core.training.learner" in sys.modules and "preload" not in window.session.runner.names())
 
     timer, gaps = stall_meter()
     timer.start(1)
@@ -145,7 +145,7 @@ def stall_meter() -> tuple[QTimer, list[float]]:
 
 
 def learning(app: QApplication, tmp: Path) -> None:
-    from core.images import read_image
+    from core.io.images import read_image
     from fcn_gui.main_window import MainWindow
 
     folder = tmp / "cells"

@@ -33,13 +33,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 from session import cpu_name, effort, error_bands, format_bands, nuclei_tiles  # noqa: E402
 from session_floor import fixed_steps_config  # noqa: E402
 
-from core.checkpoints import ModelInfo, SegmentationModel  # noqa: E402
-from core.choices import UNET  # noqa: E402
-from core.labels import classes_from_names  # noqa: E402
-from core.learner import ContinuousLearner  # noqa: E402
-from core.predict import Predictor  # noqa: E402
-from core.sampling import CropSampler, Example  # noqa: E402
-from core.unet import UNET_DEPTH, UNET_WIDTH, UNet  # noqa: E402
+from core.base.choices import UNET  # noqa: E402
+from core.inference.predictor import Predictor  # noqa: E402
+from core.io.labels import classes_from_names  # noqa: E402
+from core.model.checkpoints import ModelInfo, SegmentationModel  # noqa: E402
+from core.model.unet import UNET_DEPTH, UNET_WIDTH, UNet  # noqa: E402
+from core.training.learner import ContinuousLearner  # noqa: E402
+from core.training.sampling import CropSampler, Example  # noqa: E402
 
 
 def jitter_intensity(sampler: CropSampler) -> None:

@@ -25,14 +25,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.checkpoints import ModelInfo, new_model, save_checkpoint  # noqa: E402
-from core.choices import PRECISION_CHOICES  # noqa: E402
-from core.devices import choose_device, describe_device, inference_dtype  # noqa: E402
-from core.flops import count_flops  # noqa: E402
-from core.models import build_model  # noqa: E402
-from core.predict import Predictor  # noqa: E402
-from core.progress import drain  # noqa: E402
-from core.segment import SegmentOptions, segment_paths  # noqa: E402
+from core.base.choices import PRECISION_CHOICES  # noqa: E402
+from core.base.progress import drain  # noqa: E402
+from core.compute.devices import choose_device, describe_device, inference_dtype  # noqa: E402
+from core.inference.predictor import Predictor  # noqa: E402
+from core.inference.segment import SegmentOptions, segment_paths  # noqa: E402
+from core.model.checkpoints import ModelInfo, new_model, save_checkpoint  # noqa: E402
+from core.model.flops import count_flops  # noqa: E402
+from core.model.networks import build_model  # noqa: E402
 
 
 def matmul_peak(device: torch.device, n: int = 4096, reps: int = 10, dtype=torch.float32) -> float:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from session import tile_slices  # noqa: E402
 
-from core.images import read_image  # noqa: E402
+from core.io.images import read_image  # noqa: E402
 
 
 def outlines(

@@ -30,13 +30,13 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from session import cpu_name  # noqa: E402
 
-from core.checkpoints import ModelInfo, new_model  # noqa: E402
-from core.choices import SCRATCH_VARIANT  # noqa: E402
-from core.history import LearningHistory  # noqa: E402
-from core.images import read_image  # noqa: E402
-from core.labels import classes_from_names  # noqa: E402
-from core.learner import ContinuousLearner, LearnerConfig  # noqa: E402
-from core.sampling import Example  # noqa: E402
+from core.base.choices import SCRATCH_VARIANT  # noqa: E402
+from core.io.images import read_image  # noqa: E402
+from core.io.labels import classes_from_names  # noqa: E402
+from core.model.checkpoints import ModelInfo, new_model  # noqa: E402
+from core.training.history import LearningHistory  # noqa: E402
+from core.training.learner import ContinuousLearner, LearnerConfig  # noqa: E402
+from core.training.sampling import Example  # noqa: E402
 
 
 def anonymous_mb() -> float:

@@ -11,8 +11,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.images import read_image  # noqa: E402
-from core.labels import write_label  # noqa: E402
+from core.io.images import read_image  # noqa: E402
+from core.io.labels import write_label  # noqa: E402
 
 
 def main(out: Path, size: int = 128) -> None:

@@ -26,12 +26,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from session import cpu_name  # noqa: E402
 
-from core.checkpoints import ModelInfo, new_model  # noqa: E402
-from core.choices import SCRATCH_VARIANT  # noqa: E402
-from core.images import read_image  # noqa: E402
-from core.labels import classes_from_names  # noqa: E402
-from core.learner import ContinuousLearner, LearnerConfig  # noqa: E402
-from core.sampling import Example, object_scale  # noqa: E402
+from core.base.choices import SCRATCH_VARIANT  # noqa: E402
+from core.io.images import read_image  # noqa: E402
+from core.io.labels import classes_from_names  # noqa: E402
+from core.model.checkpoints import ModelInfo, new_model  # noqa: E402
+from core.training.learner import ContinuousLearner, LearnerConfig  # noqa: E402
+from core.training.sampling import Example, object_scale  # noqa: E402
 
 
 def run(precision: str, seed: int, steps: int, variant: str) -> tuple[float, float]:

@@ -34,7 +34,7 @@ from session import cpu_name  # noqa: E402
 
 def folder_of(path: Path, count: int) -> np.ndarray:
     """``count`` turned and flipped copies of the nuclei image; returns the first one's truth."""
-    from core.images import read_image
+    from core.io.images import read_image
 
     path.mkdir()
     image = read_image(ROOT / "tests/data/nuclei/nuclei.tif")

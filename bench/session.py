@@ -28,14 +28,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.checkpoints import ModelInfo, new_model  # noqa: E402
-from core.choices import SCRATCH_VARIANT  # noqa: E402
-from core.devices import training_precision_name  # noqa: E402
-from core.images import read_image  # noqa: E402
-from core.labels import classes_from_names  # noqa: E402
-from core.learner import Adopted, ContinuousLearner, LearnerConfig  # noqa: E402
-from core.predict import Predictor  # noqa: E402
-from core.sampling import Example  # noqa: E402
+from core.base.choices import SCRATCH_VARIANT  # noqa: E402
+from core.compute.devices import training_precision_name  # noqa: E402
+from core.inference.predictor import Predictor  # noqa: E402
+from core.io.images import read_image  # noqa: E402
+from core.io.labels import classes_from_names  # noqa: E402
+from core.model.checkpoints import ModelInfo, new_model  # noqa: E402
+from core.training.learner import Adopted, ContinuousLearner, LearnerConfig  # noqa: E402
+from core.training.sampling import Example  # noqa: E402
 
 
 def tile_slices(count: int, side: int = 512) -> list[tuple[slice, slice]]:

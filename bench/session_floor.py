@@ -27,12 +27,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from session import cpu_name, effort, nuclei_tiles  # noqa: E402
 
-from core.checkpoints import ModelInfo, SegmentationModel, new_model  # noqa: E402
-from core.choices import SCRATCH_VARIANT  # noqa: E402
-from core.labels import classes_from_names  # noqa: E402
-from core.learner import ContinuousLearner, LearnerConfig  # noqa: E402
-from core.predict import Predictor  # noqa: E402
-from core.sampling import Example  # noqa: E402
+from core.base.choices import SCRATCH_VARIANT  # noqa: E402
+from core.inference.predictor import Predictor  # noqa: E402
+from core.io.labels import classes_from_names  # noqa: E402
+from core.model.checkpoints import ModelInfo, SegmentationModel, new_model  # noqa: E402
+from core.training.learner import ContinuousLearner, LearnerConfig  # noqa: E402
+from core.training.sampling import Example  # noqa: E402
 
 
 def fixed_steps_config(device: str, seed: int) -> LearnerConfig:

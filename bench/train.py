@@ -2,7 +2,7 @@
 
     python bench/train.py [--device auto] [--steps 6] [--rounds 2] [--curve-steps 40] [--skip-curve]
 
-1. Throughput (images/s) of ``core.train`` at 320x320, batch 4, next to a minimal plain
+1. Throughput (images/s) of ``core.training.trainer`` at 320x320, batch 4, next to a minimal plain
    PyTorch loop over the same model, data and optimiser (target >= 0.95). Each loop runs in
    a fresh process, alternately, so neither inherits the other's data-loader workers or
    memory; two warm-up steps are not timed.
@@ -27,12 +27,12 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.datasets import Sample, SegmentationDataset, TrainData, train_transform  # noqa: E402
-from core.devices import choose_device, describe_device  # noqa: E402
-from core.evaluate import confusion, sample_pairs  # noqa: E402
-from core.images import read_image  # noqa: E402
-from core.labels import VOID, classes_from_names, write_label  # noqa: E402
-from core.train import TrainConfig, Trainer  # noqa: E402
+from core.compute.devices import choose_device, describe_device  # noqa: E402
+from core.io.images import read_image  # noqa: E402
+from core.io.labels import VOID, classes_from_names, write_label  # noqa: E402
+from core.training.datasets import Sample, SegmentationDataset, TrainData, train_transform  # noqa: E402
+from core.training.evaluate import confusion, sample_pairs  # noqa: E402
+from core.training.trainer import TrainConfig, Trainer  # noqa: E402
 
 
 def nuclei_samples(folder: Path, size: int) -> list[Sample]:
@@ -80,7 +80,7 @@ def ours(data: TrainData, device: torch.device, steps: int, out: Path) -> float:
 
 def plain(data: TrainData, device: torch.device, steps: int) -> float:
     """The textbook loop: DataLoader, forward, loss, backward, step; same model and optimiser."""
-    from core.checkpoints import ModelInfo, new_model
+    from core.model.checkpoints import ModelInfo, new_model
 
     model = new_model(ModelInfo(classes=data.classes)).module.to(device).train()
     head = ("score", "upscore")

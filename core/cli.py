@@ -13,10 +13,10 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .choices import BACKBONES, PRECISION_CHOICES, UNET, VARIANTS
-from .errors import FcnGuiError
-from .limits import LIMITS, check_overlap
+from core import __version__
+from core.base.choices import BACKBONES, PRECISION_CHOICES, UNET, VARIANTS
+from core.base.errors import FcnGuiError
+from core.base.limits import LIMITS, check_overlap
 
 SUBCOMMANDS = ("segment", "train", "eval", "export", "import", "info", "export-model")
 
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _limit(name: str):
-    """The argparse type of a numeric option: its range from ``core.limits``."""
+    """The argparse type of a numeric option: its range from ``core.base.limits``."""
     return LIMITS[name].parse
 
 
@@ -221,7 +221,7 @@ def _fail(args: argparse.Namespace, message: str) -> int:
 
 def load_or_build(args: argparse.Namespace, device: Any = "cpu"):
     """The model named by ``--checkpoint``, or an untrained one of ``--variant``/``--backbone``."""
-    from .checkpoints import ModelInfo, load_checkpoint, new_model
+    from core.model.checkpoints import ModelInfo, load_checkpoint, new_model
 
     if args.checkpoint is not None:
         return load_checkpoint(args.checkpoint, device=device)
@@ -263,8 +263,8 @@ def run_with_progress(gen: Generator, *, unit: str, desc: str, disable: bool = F
 
 def cmd_info(args: argparse.Namespace) -> int:
     """``fcn-gui info``: model size and cost."""
-    from .devices import choose_device, describe_device
-    from .flops import model_summary
+    from core.compute.devices import choose_device, describe_device
+    from core.model.flops import model_summary
 
     summary = model_summary(args.variant, args.backbone, size=args.size, checkpoint=args.checkpoint)
     summary["device"] = describe_device(choose_device("auto"))
@@ -278,11 +278,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     """``fcn-gui segment``: label PNGs for files and folders."""
-    from .devices import choose_device
-    from .files import distributed_rank, output_folder
-    from .images import DEFAULT_MAX_PIXELS
-    from .predict import Predictor
-    from .segment import options_from_env, segment_paths
+    from core.compute.devices import choose_device
+    from core.compute.distributed import distributed_rank
+    from core.inference.predictor import Predictor
+    from core.inference.segment import options_from_env, segment_paths
+    from core.io.files import output_folder
+    from core.io.images import DEFAULT_MAX_PIXELS
 
     output_folder(args.out)  # before the model loads: a bad --out fails at once
     rank, world, local_rank = distributed_rank()
@@ -315,9 +316,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``fcn-gui export``: project -> VOC dataset."""
-    from .masks import export_masks
-    from .project import Project
-    from .voc import export_voc
+    from core.formats.masks import export_masks
+    from core.formats.voc import export_voc
+    from core.store.project import Project
 
     with Project.open_path(args.project) as project:
         if args.format == "masks":
@@ -340,9 +341,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """``fcn-gui import``: VOC dataset, labelme JSON files or index masks -> project."""
-    from .labelme import import_labelme, is_labelme_folder
-    from .masks import import_masks, is_mask_folder
-    from .voc import import_voc
+    from core.formats.labelme import import_labelme, is_labelme_folder
+    from core.formats.masks import import_masks, is_mask_folder
+    from core.formats.voc import import_voc
 
     if is_labelme_folder(args.voc_dir):
         report = run_with_progress(
@@ -363,8 +364,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``fcn-gui train``: fine-tune and write the best and last checkpoints."""
-    from .datasets import TrainData
-    from .train import TrainConfig, train
+    from core.training.datasets import TrainData
+    from core.training.trainer import TrainConfig, train
 
     data = TrainData.from_path(args.data, val_fraction=args.val_fraction, seed=args.seed).with_classes(
         args.classes
@@ -392,7 +393,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     from tqdm import tqdm
 
-    from .files import distributed_rank
+    from core.compute.distributed import distributed_rank
 
     rank = distributed_rank()[0]
     print(f"training on {len(data.train)} images, validating on {len(data.val)} ({data.description})")
@@ -421,8 +422,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_export_model(args: argparse.Namespace) -> int:
     """``fcn-gui export-model``: checkpoint -> ONNX."""
-    from .checkpoints import load_checkpoint
-    from .onnx_export import export_onnx
+    from core.model.checkpoints import load_checkpoint
+    from core.model.onnx_export import export_onnx
 
     model = load_checkpoint(args.checkpoint)
     path = export_onnx(model, args.out)
@@ -432,10 +433,10 @@ def cmd_export_model(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """``fcn-gui eval``: the FCN metrics of a checkpoint on a data split."""
-    from .checkpoints import load_checkpoint
-    from .datasets import TrainData
-    from .devices import choose_device
-    from .evaluate import confusion, sample_pairs
+    from core.compute.devices import choose_device
+    from core.model.checkpoints import load_checkpoint
+    from core.training.datasets import TrainData
+    from core.training.evaluate import confusion, sample_pairs
 
     data = TrainData.from_path(args.data, val_fraction=args.val_fraction, seed=args.seed)
     samples = {"val": data.val, "train": data.train, "all": data.train + data.val}[args.split]

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject
 
-from core.errors import FcnGuiError
-from core.project import Project
+from core.base.errors import FcnGuiError
+from core.store.project import Project
 
 
 class ClassEditor(QObject):

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.labels import VOID, LabelClass
+from core.io.labels import VOID, LabelClass
 
 HOTKEYS = "1234567890"
 

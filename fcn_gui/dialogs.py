@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
 
-from core.images import IMAGE_SUFFIXES
+from core.io.images import IMAGE_SUFFIXES
 
 DOWNLOADS = {
     "VGG16 ImageNet backbone for FCN-8s (528 MB; fine-tune before use)": ("vgg16-imagenet", "vgg16"),
@@ -47,8 +47,8 @@ def ask_export(parent: QWidget, start: str) -> tuple[str, bool] | None:
 
 
 def ask_download(parent: QWidget):
-    """The ``core.weights`` source to download and the backbone it is for, or ``None``."""
-    from core.weights import pretrained_source
+    """The ``core.model.weights`` source to download and the backbone it is for, or ``None``."""
+    from core.model.weights import pretrained_source
 
     item, ok = QInputDialog.getItem(
         parent, "Download pretrained weights", "Weights to download from download.pytorch.org:",

@@ -12,7 +12,7 @@ import qimage2ndarray
 from PySide6.QtCore import QObject, QRect, Signal
 from PySide6.QtGui import QImage, QUndoCommand, QUndoStack
 
-from core.labels import LabelClass
+from core.io.labels import LabelClass
 
 UNDO_LIMIT = 500
 UNSURE_COLOR = 0xC0FF00FF  # premultiplied-safe: fully saturated magenta at 75% alpha

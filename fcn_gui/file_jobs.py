@@ -11,9 +11,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject
 
-from core.errors import FcnGuiError
-from core.images import IMAGE_SUFFIXES
-from core.project import Project
+from core.base.errors import FcnGuiError
+from core.io.images import IMAGE_SUFFIXES
+from core.store.project import Project
 
 from .session import project_for_images
 
@@ -59,10 +59,10 @@ class FileJobs(QObject):
 
     def import_folder(self, folder: Path) -> None:
         """Import a VOC dataset, labelme JSON files or index masks as a project, then open it."""
-        from core.labelme import import_labelme, is_labelme_folder
-        from core.masks import import_masks, is_mask_folder
-        from core.project import project_home_for
-        from core.voc import import_voc
+        from core.formats.labelme import import_labelme, is_labelme_folder
+        from core.formats.masks import import_masks, is_mask_folder
+        from core.formats.voc import import_voc
+        from core.store.project import project_home_for
 
         target = project_home_for(folder)
         if (target / "project.json").exists():
@@ -84,7 +84,7 @@ class FileJobs(QObject):
 
     def export_voc(self, folder: str | Path, *, reviewed_only: bool) -> None:
         """Write the project as a VOC dataset into ``folder``."""
-        from core.voc import export_voc
+        from core.formats.voc import export_voc
 
         session, project = self.session, self.session.project
         if project is None:
@@ -99,8 +99,8 @@ class FileJobs(QObject):
         )
 
     def download(self, source, backbone: str) -> None:
-        """Download ``source`` (a ``core.weights`` source) and build a model from ``backbone``."""
-        from core.weights import download
+        """Download ``source`` (a ``core.model.weights`` source) and build a model from ``backbone``."""
+        from core.model.weights import download
 
         session = self.session
         session.runner.start(
@@ -119,10 +119,10 @@ class FileJobs(QObject):
 def dataset_root(folder: Path, *, masks: bool = True) -> Path:
     """The root of the annotations in ``folder`` that can be imported: a VOC dataset, a labelme
     JSON folder, or (with ``masks``) images/ + masks/. Raises ``DatasetError`` naming the layouts."""
-    from core.errors import DatasetError
-    from core.labelme import is_labelme_folder
-    from core.masks import is_mask_folder
-    from core.voc import find_voc_root
+    from core.base.errors import DatasetError
+    from core.formats.labelme import is_labelme_folder
+    from core.formats.masks import is_mask_folder
+    from core.formats.voc import find_voc_root
 
     if is_labelme_folder(folder) or (masks and is_mask_folder(folder)):
         return folder

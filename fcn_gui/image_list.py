@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.project import STATES, Project
+from core.store.project import STATES, Project
 
 from .runner import Runner
 from .workers import GeneratorThread
@@ -36,7 +36,7 @@ def _thumbnails(items: list[tuple[str, str]]):
     import qimage2ndarray
     from PIL import Image, ImageOps
 
-    from core.images import read_image
+    from core.io.images import read_image
 
     for image_id, path in items:
         try:

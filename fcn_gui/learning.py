@@ -35,7 +35,7 @@ class LearningController(QObject):
         super().__init__(parent)
         self.session = session
         self.enabled = True
-        self.config = None  # a core.learner.LearnerConfig; None: its defaults
+        self.config = None  # a core.training.learner.LearnerConfig; None: its defaults
         self._thread: GeneratorThread | None = None
         self._learner = None
         self._changes: list[tuple[str, str, np.ndarray | None]] = []
@@ -66,7 +66,7 @@ class LearningController(QObject):
         return history.entries(), str(ckpt) if ckpt else None, history.disk_bytes()
 
     def history(self):
-        from core.history import LearningHistory
+        from core.training.history import LearningHistory
 
         project = self.session.project
         return None if project is None else LearningHistory(project.root / "learning")
@@ -138,9 +138,9 @@ class LearningController(QObject):
         def work():
             # Imported here, on the worker (and ahead of time by fcn_gui.preload): its first
             # import froze the window for 1.4-2.2 s at the first review.
-            from core.checkpoints import SegmentationModel, load_checkpoint
-            from core.learner import ContinuousLearner, LearnerConfig
-            from core.models import replace_classifier
+            from core.model.checkpoints import SegmentationModel, load_checkpoint
+            from core.model.networks import replace_classifier
+            from core.training.learner import ContinuousLearner, LearnerConfig
 
             options = dataclasses.replace(
                 config or LearnerConfig(device=device), all_orientations=all_orientations
@@ -182,9 +182,9 @@ class LearningController(QObject):
 
     def _apply_changes(self, project, learner) -> None:
         """On the worker: read the images (and earlier predictions) of queued reviews."""
-        from core.errors import FcnGuiError
-        from core.images import read_image
-        from core.sampling import Example
+        from core.base.errors import FcnGuiError
+        from core.io.images import read_image
+        from core.training.sampling import Example
 
         with self._changes_lock:
             changes, self._changes = self._changes, []
@@ -208,7 +208,7 @@ class LearningController(QObject):
 
     # --- events --------------------------------------------------------------------------
     def _on_event(self, event) -> None:
-        from core.learner import Adopted
+        from core.training.learner import Adopted
 
         if isinstance(event, Adopted):
             # Use it; the session re-predicts the images the user has not touched.

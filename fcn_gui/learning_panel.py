@@ -97,7 +97,7 @@ class LearningPanel(QWidget):
             )
 
     def show_event(self, event) -> None:
-        """A ``core.learner.LearnerEvent``: the state line, and the curve for steps."""
+        """A ``core.training.learner.LearnerEvent``: the state line, and the curve for steps."""
         text = STATES.get(event.state, "").format(
             train=event.train_images, heldout=event.heldout_images, s="s" * (event.train_images != 1)
         )
@@ -113,7 +113,7 @@ class LearningPanel(QWidget):
         self.improved.setText(text)
 
     def set_history(self, entries, in_use: str | None, disk_bytes: int) -> None:
-        """``core.history.HistoryEntry`` s, newest last; marks the one in use."""
+        """``core.training.history.HistoryEntry`` s, newest last; marks the one in use."""
         self.models.clear()
         for e in entries:
             item = QListWidgetItem(e.describe() + ("   [in use]" if str(e.path) == in_use else ""))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from core.choices import SCRATCH_VARIANT
-from core.labels import LabelClass
+from core.base.choices import SCRATCH_VARIANT
+from core.io.labels import LabelClass
 
 from .runner import Runner
 
@@ -42,7 +42,7 @@ class ModelManager(QObject):
         """Load ``checkpoint``, or build an untrained ``variant`` for ``classes``."""
 
         def build():
-            from core.checkpoints import ModelInfo, load_checkpoint, new_model
+            from core.model.checkpoints import ModelInfo, load_checkpoint, new_model
 
             if checkpoint is not None:
                 return load_checkpoint(checkpoint)
@@ -58,7 +58,7 @@ class ModelManager(QObject):
         """Build a model from torchvision's downloaded weights for ``backbone``."""
 
         def build():
-            from core.checkpoints import ModelInfo, new_model
+            from core.model.checkpoints import ModelInfo, new_model
 
             init = "imagenet" if backbone == "vgg16" else "voc"
             return new_model(ModelInfo(variant="fcn8s", backbone=backbone, classes=list(classes)), init=init)
@@ -73,7 +73,7 @@ class ModelManager(QObject):
         device, tile = self.device, self.tile
 
         def work():
-            from core.predict import Predictor
+            from core.inference.predictor import Predictor
 
             model = build()
             return model, Predictor(model, device=device, tile=tile), checkpoint

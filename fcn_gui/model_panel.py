@@ -14,8 +14,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.choices import DEVICE_CHOICES
-from core.limits import LIMITS
+from core.base.choices import DEVICE_CHOICES
+from core.base.limits import LIMITS
 
 
 class ModelPanel(QWidget):

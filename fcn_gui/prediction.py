@@ -85,7 +85,7 @@ class PredictionQueue(QObject):
         self.current = job
 
         def work():
-            from core.images import read_image
+            from core.io.images import read_image
 
             image = read_image(job.path)
             return (yield from predictor.iter_predict(image))

@@ -15,9 +15,9 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoGroup
 
-from core.errors import FcnGuiError
-from core.labels import VOID
-from core.project import Project
+from core.base.errors import FcnGuiError
+from core.io.labels import VOID
+from core.store.project import Project
 
 from .document import LabelDocument
 from .model_manager import ModelManager
@@ -132,7 +132,7 @@ class Session(QObject):
 
     def classes(self):
         """The open project's classes, else VOC's (for a model built before a project opens)."""
-        from core.labels import default_classes
+        from core.io.labels import default_classes
 
         return self.project.classes if self.project else default_classes()
 
@@ -203,7 +203,7 @@ class Session(QObject):
 
         def load():
             """Decode and build the whole document here, off the GUI thread, then hand it over."""
-            from core.images import read_image
+            from core.io.images import read_image
 
             image = read_image(project.image_path(entry))
             label = project.load_label(entry)
@@ -472,7 +472,7 @@ class Session(QObject):
 
 def project_for_images(paths: list[Path], classes=None) -> Project:
     """Open (or make, with ``classes``) the project next to the first image; add ``paths``."""
-    from core.project import project_home_for
+    from core.store.project import project_home_for
 
     home = project_home_for(paths[0].parent)
     project = Project.open(home) if (home / "project.json").exists() else Project.create(home, [], classes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar
 
-from core.labels import VOID
+from core.io.labels import VOID
 
 
 class StatusBar(QStatusBar):

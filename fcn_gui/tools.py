@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from PySide6.QtCore import QPointF
 
-from core.labels import VOID
+from core.io.labels import VOID
 
 from .document import LabelDocument
 

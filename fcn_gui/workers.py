@@ -70,7 +70,7 @@ def _unpack(event: Any) -> tuple[int, int, str]:
 
 
 def _describe(exc: Exception) -> str:
-    from core.errors import FcnGuiError
+    from core.base.errors import FcnGuiError
 
     if isinstance(exc, FcnGuiError):
         return str(exc)

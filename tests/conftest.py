@@ -26,7 +26,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def _local_model_original():
-    from core.checkpoints import ModelInfo, new_model
+    from core.model.checkpoints import ModelInfo, new_model
 
     torch.manual_seed(0)
     model = new_model(ModelInfo(variant="fcn8s"))
@@ -58,7 +58,7 @@ def small_image(data_dir: Path) -> np.ndarray:
 @pytest.fixture(scope="session")
 def checkpoint(_local_model_original, tmp_path_factory) -> Path:
     """``local_model`` saved as an fcn-gui checkpoint."""
-    from core.checkpoints import save_checkpoint
+    from core.model.checkpoints import save_checkpoint
 
     path = tmp_path_factory.mktemp("ckpt") / "local.safetensors"
     save_checkpoint(path, _local_model_original)

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
-from core.datasets import train_transform
-from core.labels import VOID
-from core.sampling import CropSampler, Example
+from core.io.labels import VOID
+from core.training.datasets import train_transform
+from core.training.sampling import CropSampler, Example
 
 
 @pytest.fixture(scope="module")

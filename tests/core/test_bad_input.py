@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.base.limits import LIMITS
 from core.cli import build_parser
-from core.images import read_image
-from core.labels import write_label
-from core.limits import LIMITS
-from core.project import Project
+from core.io.images import read_image
+from core.io.labels import write_label
+from core.store.project import Project
 
 ROOT = Path(__file__).parents[2]
 
@@ -187,7 +187,7 @@ def test_every_numeric_option_is_in_the_table():
     for sub in parser._subparsers._group_actions[0].choices.values():
         for action in sub._actions:
             if action.type in {limit.parse for limit in LIMITS.values()} or action.type in (int, float):
-                assert action.type not in (int, float), f"{action.option_strings} has no range in core.limits"
+                assert action.type not in (int, float), f"{action.option_strings} has no range in core.base.limits"
                 numeric.update(action.option_strings)
     tested = {word for args, _ in USAGE for word in args.split() if word.startswith("--")}
     assert numeric <= tested, numeric - tested

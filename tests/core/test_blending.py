@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.blending import TileBlender
-from core.tiling import blend_window, make_grid
+from core.inference.blending import TileBlender
+from core.inference.tiling import blend_window, make_grid
 
 
 @pytest.mark.parametrize(

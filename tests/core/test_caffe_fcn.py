@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from core.checkpoints import load_checkpoint, save_checkpoint
 from core.cli import main
-from core.predict import Predictor
+from core.inference.predictor import Predictor
+from core.model.checkpoints import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).parents[2]
 MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)

@@ -5,10 +5,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.checkpoints import ModelInfo, load_checkpoint, new_model, read_info, save_checkpoint
-from core.errors import CheckpointError, WeightsNotAvailableError
-from core.labels import classes_from_names
-from core.weights import pretrained_source
+from core.base.errors import CheckpointError, WeightsNotAvailableError
+from core.io.labels import classes_from_names
+from core.model.checkpoints import ModelInfo, load_checkpoint, new_model, read_info, save_checkpoint
+from core.model.weights import pretrained_source
 
 
 @pytest.fixture(scope="module")
@@ -158,14 +158,14 @@ def test_reading_model_descriptions_never_imports_torch(local_model, tmp_path):
     import sys
     from pathlib import Path
 
-    from core.history import LearningHistory
+    from core.training.history import LearningHistory
 
     history = LearningHistory(tmp_path / "learning")
     history.save_adopted(local_model, 0.5, 3, 10)
     code = (
         "import sys\n"
-        "from core.history import LearningHistory\n"
-        "from core.model_info import read_info\n"
+        "from core.training.history import LearningHistory\n"
+        "from core.model.info import read_info\n"
         f"entries = LearningHistory({str(history.folder)!r}).entries()\n"
         "assert [e.score for e in entries] == [0.5], entries\n"
         "assert read_info(entries[0].path).num_classes == 21\n"

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import ImageReadError, ImageTooLargeError
-from core.images import image_size, read_image
+from core.base.errors import ImageReadError, ImageTooLargeError
+from core.io.images import image_size, read_image
 
 
 @pytest.fixture

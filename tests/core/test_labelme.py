@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.base.progress import drain
 from core.cli import main
-from core.labelme import import_labelme
-from core.labels import VOID
-from core.masks import read_index_mask
-from core.progress import drain
-from core.project import Project
+from core.formats.labelme import import_labelme
+from core.formats.masks import read_index_mask
+from core.io.labels import VOID
+from core.store.project import Project
 
 ROOT = Path(__file__).parents[2]
 H, W = 300, 400

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import LabelError
-from core.labels import (
+from core.base.errors import LabelError
+from core.io.labels import (
     VOC_PALETTE,
     classes_from_names,
     colorize,

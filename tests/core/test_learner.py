@@ -9,16 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
-from core.checkpoints import ModelInfo, SegmentationModel, new_model, read_info
-from core.example_memory import ExampleMemory, usable_memory
-from core.history import LearningHistory
-from core.images import read_image
-from core.labels import VOID, classes_from_names
-from core.learner import Adopted, ContinuousLearner, LearnerConfig
-from core.predict import Predictor
-from core.sampling import CropSampler, Example, PixelPool, object_scale
-from core.train import StepRunner, build_optimizer
-from core.weight_average import WeightAverage
+from core.inference.predictor import Predictor
+from core.io.images import read_image
+from core.io.labels import VOID, classes_from_names
+from core.model.checkpoints import ModelInfo, SegmentationModel, new_model, read_info
+from core.training.example_memory import ExampleMemory, usable_memory
+from core.training.history import LearningHistory
+from core.training.learner import Adopted, ContinuousLearner, LearnerConfig
+from core.training.sampling import CropSampler, Example, PixelPool, object_scale
+from core.training.step import StepRunner, build_optimizer
+from core.training.weight_average import WeightAverage
 
 CLASSES = classes_from_names(["background", "nucleus"])
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from core.metrics import ConfusionMeter, confusion_matrix, scores
+from core.training.metrics import ConfusionMeter, confusion_matrix, scores
 
 
 def test_confusion_matrix_counts_and_skips_void():

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.checkpoints import new_model
-from core.choices import VARIANTS
-from core.model_info import ModelInfo
-from core.models import FCN, bilinear_kernel, build_model, count_parameters, replace_classifier
+from core.base.choices import VARIANTS
+from core.model.checkpoints import new_model
+from core.model.info import ModelInfo
+from core.model.networks import FCN, bilinear_kernel, build_model, count_parameters, replace_classifier
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from core.cli import main
-from core.labels import read_label
+from core.io.labels import read_label
 
 
 def test_onnx_labels_match_segment_on_a_real_photo(checkpoint, tmp_path, capsys):
@@ -46,8 +46,8 @@ def test_a_unet_exports_for_any_size_and_agrees_with_segment(tmp_path, capsys):
     """The U-Net pads its input to a multiple of 8 and crops the logits: that too must export."""
     import torch
 
-    from core.checkpoints import ModelInfo, new_model, save_checkpoint
-    from core.labels import classes_from_names
+    from core.io.labels import classes_from_names
+    from core.model.checkpoints import ModelInfo, new_model, save_checkpoint
 
     torch.manual_seed(0)
     model = new_model(ModelInfo(variant="unet", classes=classes_from_names(["bg", "a", "b"])))

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from core.checkpoints import SegmentationModel, load_checkpoint, save_checkpoint
-from core.errors import DeviceError
-from core.predict import PredictionError, Predictor
-from core.tiling import axis_tiles, blend_window, make_grid
+from core.base.errors import DeviceError
+from core.inference.predictor import PredictionError, Predictor
+from core.inference.tiling import axis_tiles, blend_window, make_grid
+from core.model.checkpoints import SegmentationModel, load_checkpoint, save_checkpoint
 from tests.conftest import run_generator
 
 
@@ -64,8 +64,8 @@ def test_cancel_between_tiles_stops_promptly(local_model, small_image):
 
 
 def test_the_tile_is_the_whole_image_when_it_fits_else_the_largest_that_fits(local_model):
-    from core.devices import device_memory_budget
-    from core.predict import TILE_CHOICES
+    from core.compute.devices import device_memory_budget
+    from core.inference.predictor import TILE_CHOICES
 
     predictor = Predictor(local_model, device="cpu", precision="fp32")
     whole = predictor.plan(1024, 1024)  # a photo runs whole, even in fp32
@@ -162,7 +162,7 @@ def test_unknown_precision_is_refused(local_model):
     ],
 )
 def test_the_bf16_decision(amx, avx512_bf16, machine, speed_up, expected, measured):
-    from core.devices import bf16_decision
+    from core.compute.devices import bf16_decision
 
     timed = []
     result = bf16_decision(amx, avx512_bf16, machine, lambda: timed.append(1) or speed_up)
@@ -171,8 +171,8 @@ def test_the_bf16_decision(amx, avx512_bf16, machine, speed_up, expected, measur
 
 def test_a_scaled_model_predicts_what_its_evaluation_scores(local_model, small_image):
     """At an input scale of 2 the scores come back to the image's size before the argmax, the
-    way ``core.evaluate`` (the learner's held-out check) and the ONNX export compute them."""
-    from core.evaluate import confusion
+    way ``core.training.evaluate`` (the learner's held-out check) and the ONNX export compute them."""
+    from core.training.evaluate import confusion
 
     reference = copy.deepcopy(local_model)
     local_model.info.scale = reference.info.scale = 2.0

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import LabelError, ProjectError
-from core.labels import VOC_PALETTE, VOID, read_label
-from core.project import MANIFEST, Project
+from core.base.errors import LabelError, ProjectError
+from core.io.labels import VOC_PALETTE, VOID, read_label
+from core.store.project import MANIFEST, Project
 
 ROOT = Path(__file__).parents[2]
 
@@ -45,7 +45,7 @@ def test_image_folder_becomes_a_project_and_reopens(image_folder):
 
 def test_second_instance_is_refused_and_a_killed_owner_releases_the_lock(image_folder):
     project = Project.open_path(image_folder)
-    code = f"from core.project import Project; Project.open_path({str(image_folder)!r})"
+    code = f"from core.store.project import Project; Project.open_path({str(image_folder)!r})"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode != 0
     assert f"open in another fcn-gui (pid {os.getpid()} on " in result.stderr  # names the holder
@@ -185,7 +185,7 @@ CRASHER = textwrap.dedent(
     """
     import os, signal, sys
     import numpy as np
-    from core.project import Project
+    from core.store.project import Project
     kill_at = int(sys.argv[2])
     calls = 0
     real_fsync = os.fsync

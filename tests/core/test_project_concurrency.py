@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.project import STATES, Project
+from core.store.project import STATES, Project
 
 ROOT = Path(__file__).parents[2]
 SIZE = (24, 32)  # every test image is 32x24
@@ -98,7 +98,7 @@ WORKER = textwrap.dedent(
     import json, os, random, sys, threading
     sys.path.insert(0, sys.argv[3])
     from tests.core.test_project_concurrency import _random_edit, _snapshot
-    from core.project import Project
+    from core.store.project import Project
 
     project = Project.open(sys.argv[1])
     journal = open(sys.argv[2], "a")

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.base.progress import drain
 from core.cli import main
-from core.files import collect_images
-from core.labels import read_label
-from core.predict import Predictor
-from core.progress import drain
-from core.segment import SegmentOptions, output_paths, segment_paths
+from core.inference.predictor import Predictor
+from core.inference.segment import SegmentOptions, output_paths, segment_paths
+from core.io.files import collect_images
+from core.io.labels import read_label
 from tests.conftest import run_generator, torchrun
 
 ROOT = Path(__file__).parents[2]

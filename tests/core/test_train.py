@@ -11,14 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-from core.checkpoints import load_checkpoint, new_model, read_info
+from core.base.errors import TrainingError
+from core.base.progress import drain
 from core.cli import main
-from core.datasets import TrainData
-from core.images import read_image
-from core.labels import classes_from_names, write_label
-from core.predict import Predictor
-from core.progress import drain
-from core.train import TrainConfig, TrainingError, evaluate_model, last_path, start_model, train
+from core.inference.predictor import Predictor
+from core.io.images import read_image
+from core.io.labels import classes_from_names, write_label
+from core.model.checkpoints import load_checkpoint, new_model, read_info
+from core.training.datasets import TrainData
+from core.training.trainer import TrainConfig, evaluate_model, last_path, start_model, train
 from tests.conftest import run_generator, torchrun
 
 ROOT = Path(__file__).parents[2]
@@ -146,7 +147,7 @@ def test_too_little_disk_space_fails_before_the_first_step(nuclei_voc, tmp_path,
 
 
 def test_project_trains_on_reviewed_labels_only(tmp_path, nuclei_voc):
-    from core.project import Project
+    from core.store.project import Project
 
     images = sorted((nuclei_voc / "JPEGImages").glob("*.png"))[:3]
     with Project.create(tmp_path / "proj", images, classes_from_names(["background", "nucleus"])) as project:
@@ -223,9 +224,9 @@ DDP_SCRIPT = textwrap.dedent(
     import hashlib, os, sys
     from pathlib import Path
     import torch
-    from core.datasets import TrainData
-    from core.progress import drain
-    from core.train import TrainConfig, train
+    from core.training.datasets import TrainData
+    from core.base.progress import drain
+    from core.training.trainer import TrainConfig, train
     data = TrainData.from_voc(sys.argv[1])
     out = Path(sys.argv[2])
     cfg = TrainConfig(output=out / "ddp.safetensors", init="none", steps=2, batch_size=1, crop=48, workers=0,

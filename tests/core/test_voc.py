@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.base.errors import DatasetError, LabelError
+from core.base.progress import drain
 from core.cli import main
-from core.errors import DatasetError, LabelError
-from core.labels import colorize
-from core.progress import drain
-from core.project import Project
-from core.voc import export_voc, import_voc, split_ids
+from core.formats.voc import export_voc, import_voc, split_ids
+from core.io.labels import colorize
+from core.store.project import Project
 
 
 @pytest.fixture
@@ -159,9 +159,9 @@ def test_cli_import_and_export(voc_dataset, tmp_path, capsys):
 
 
 def test_every_reader_of_a_class_list_skips_comments_and_blank_lines(voc_dataset, tmp_path):
-    from core.datasets import TrainData
-    from core.masks import import_masks
-    from core.voc import dataset_classes
+    from core.formats.masks import import_masks
+    from core.formats.voc import dataset_classes
+    from core.training.datasets import TrainData
 
     names = "# my dataset\n" + "\n".join(f"c{i}" for i in range(21)) + "\n\n"
     (voc_dataset / "class_names.txt").write_text(names)

@@ -4,8 +4,8 @@ import hashlib
 
 import pytest
 
-from core.errors import CheckpointError
-from core.weights import PretrainedSource, download, pretrained_source
+from core.base.errors import CheckpointError
+from core.model.weights import PretrainedSource, download, pretrained_source
 
 
 @pytest.fixture

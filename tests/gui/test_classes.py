@@ -1,7 +1,7 @@
 import numpy as np
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
-from core.labels import VOID
+from core.io.labels import VOID
 from tests.gui.conftest import wait_idle
 
 

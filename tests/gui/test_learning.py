@@ -5,9 +5,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.images import read_image
-from core.labels import read_label
-from core.learner import LearnerConfig
+from core.io.images import read_image
+from core.io.labels import read_label
+from core.training.learner import LearnerConfig
 from tests.gui.conftest import wait_idle
 
 
@@ -100,7 +100,7 @@ def test_reviews_train_in_the_background_and_better_models_are_used(make_window,
 def test_while_the_learner_trains_only_the_next_images_are_predicted_again_at_once(
     make_window, tmp_path, data_dir, qtbot, checkpoint
 ):
-    from core.checkpoints import load_checkpoint, save_checkpoint
+    from core.model.checkpoints import load_checkpoint, save_checkpoint
 
     _tiles(tmp_path / "cells", data_dir)
     window = make_window(tmp_path / "cells")

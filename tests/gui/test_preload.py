@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
         session = None
 
         def find_spec(self, name, path=None, target=None):
-            if name in ("core.learner", "scipy.ndimage"):
+            if name in ("core.training.learner", "scipy.ndimage"):
                 self.on_gui_thread[name] = threading.current_thread() is threading.main_thread()
                 queue = Spy.session.queue
                 self.predicting.append(queue.busy or bool(queue.pending))
@@ -45,7 +45,7 @@ SCRIPT = textwrap.dedent(
     session = Spy.session = window.session
     end = time.monotonic() + 120
     while time.monotonic() < end and not (
-        "core.learner" in sys.modules and not session.runner.names() and not session.queue.busy
+        "core.training.learner" in sys.modules and not session.runner.names() and not session.queue.busy
     ):
         app.processEvents()
         time.sleep(0.01)
@@ -65,7 +65,7 @@ def test_the_learner_and_fill_modules_are_imported_ahead_on_a_worker(checkpoint,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["on_gui_thread"] == {"scipy.ndimage": False, "core.learner": False}
+    assert result["on_gui_thread"] == {"scipy.ndimage": False, "core.training.learner": False}
     assert result["predicting"] == [False, False]  # after the folder's predictions, not beside them
     assert result["states"][:2] == ["predicted"] * 2  # the image on the canvas and the next
     assert result["frozen"] == 0  # the objects frozen during the imports are collectable again

@@ -4,7 +4,7 @@ import numpy as np
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from core.labels import VOID, read_label
+from core.io.labels import VOID, read_label
 from tests.gui.conftest import click, drag, wait_idle
 
 

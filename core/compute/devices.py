@@ -1,0 +1,184 @@
+"""Compute-device choice, mixed precision, and out-of-memory detection."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+
+from core.base.choices import DEVICE_CHOICES, PRECISION_CHOICES
+from core.base.errors import DeviceError
+
+
+def mps_available() -> bool:
+    """True on Apple silicon with a PyTorch built for Metal."""
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps and mps.is_available())
+
+
+def choose_device(preference: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU; ``cuda:1`` style names are accepted."""
+    name = (preference or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if mps_available() else torch.device("cpu")
+    kind = name.split(":")[0]
+    if kind not in DEVICE_CHOICES:
+        raise DeviceError(f"unknown device {preference!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("CUDA was requested but no CUDA GPU is usable here; use --device cpu or auto")
+    if kind == "mps" and not mps_available():
+        raise DeviceError("Apple MPS was requested but is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def describe_device(device: torch.device, dtype: torch.dtype = torch.float32) -> str:
+    """A short human name: ``cpu (2 threads)``, ``cpu (2 threads, bf16)``, ``cuda:0 NVIDIA H100``.
+
+    ``dtype`` is the one the weights are kept in; bf16 is named, fp32 is the default.
+    """
+    bf16 = dtype == torch.bfloat16
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} {torch.cuda.get_device_name(index)}" + (" (bf16)" if bf16 else "")
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads{', bf16' if bf16 else ''})"
+    return device.type + (" (bf16)" if bf16 else "")
+
+
+def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """Mixed precision where it pays: fp16/bf16 autocast on CUDA, nothing elsewhere."""
+    if device.type == "cuda" and enabled:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+@functools.cache
+def cpu_bf16_is_faster() -> bool:
+    """Does this CPU run the network faster in bf16 than in fp32? Decided once per process.
+
+    CPUs with AMX: yes (4x for FCN-8s on the Xeon these figures come from). x86 CPUs without
+    bf16 instructions: no, bf16 would be emulated. Otherwise (AVX512-BF16 only, ARM, or a
+    torch without these queries) a 3x3 convolution is timed both ways: yes at 1.5x or more.
+    """
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    avx512_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return bf16_decision(
+        amx() if amx is not None else None,
+        avx512_bf16() if avx512_bf16 is not None else None,
+        platform.machine(),
+        _bf16_convolution_speed_up,
+    )
+
+
+def bf16_decision(
+    amx: bool | None, avx512_bf16: bool | None, machine: str, speed_up: Callable[[], float]
+) -> bool:
+    """``cpu_bf16_is_faster`` from the CPU's features (``None``: torch cannot tell) and, only
+    when those do not settle it, a measured bf16 speed-up."""
+    if amx:
+        return True
+    if machine.lower() in ("x86_64", "amd64") and avx512_bf16 is False:
+        return False
+    return speed_up() >= 1.5
+
+
+def _bf16_convolution_speed_up() -> float:
+    """fp32 time / bf16 time of a VGG-sized 3x3 convolution (about 50 ms to measure)."""
+    conv = torch.nn.Conv2d(128, 128, 3, padding=1).to(memory_format=torch.channels_last)
+    x = torch.randn(1, 128, 64, 64).contiguous(memory_format=torch.channels_last)
+    conv16, x16 = copy.deepcopy(conv).to(torch.bfloat16), x.to(torch.bfloat16)
+
+    def seconds(module: torch.nn.Module, data: torch.Tensor) -> float:
+        start = time.perf_counter()
+        module(data)
+        return time.perf_counter() - start
+
+    with torch.inference_mode():
+        conv(x), conv16(x16)  # oneDNN picks and caches its kernels on the first call
+        fp32, bf16 = [], []
+        for _ in range(7):  # alternating, best of seven: a busy machine slows some runs, rarely all
+            fp32.append(seconds(conv, x))
+            bf16.append(seconds(conv16, x16))
+    return min(fp32) / min(bf16)
+
+
+def inference_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
+    """The dtype the predictor keeps weights and activations in.
+
+    ``auto``: bf16 on CPUs where it measures faster (``cpu_bf16_is_faster``), else fp32; CUDA
+    keeps fp32 weights and gets half precision from ``autocast``. ``fp32`` and ``bf16`` force it.
+    """
+    if precision not in PRECISION_CHOICES:
+        raise DeviceError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_CHOICES)}")
+    if precision == "bf16" and device.type != "cuda":
+        return torch.bfloat16
+    if precision == "auto" and device.type == "cpu" and cpu_bf16_is_faster():
+        return torch.bfloat16
+    return torch.float32
+
+
+def training_autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """Mixed precision for a training step: the same choice as ``inference_dtype``.
+
+    CUDA: bf16/fp16 autocast unless ``fp32``. CPU: bf16 autocast where it measures faster
+    (``auto``) or when forced (``bf16``); the weights and optimizer state stay fp32.
+    """
+    if precision not in PRECISION_CHOICES:
+        raise DeviceError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_CHOICES)}")
+    if device.type == "cuda":
+        return autocast(device, enabled=precision != "fp32")
+    if device.type == "cpu" and inference_dtype(device, precision) == torch.bfloat16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def training_precision_name(device: torch.device, precision: str = "auto") -> str:
+    """``bf16`` or ``fp32``: what ``training_autocast`` runs the network in on ``device``."""
+    if device.type == "cuda":
+        return "fp32" if precision == "fp32" else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    return "bf16" if inference_dtype(device, precision) == torch.bfloat16 else "fp32"
+
+
+def prepare_device(device: torch.device) -> None:
+    """Per-device speed settings: cuDNN autotuning and TF32 matmuls on CUDA."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA/MPS/CPU allocation failures, which can be retried with less memory."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def free_device_memory(device: torch.device) -> None:
+    """Return cached blocks to the driver after an out-of-memory error."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
+
+
+def device_memory_budget(device: torch.device) -> int:
+    """Bytes the predictor may use: activations on a GPU; on the CPU also the image, outputs
+    and blending buffers.
+
+    On the CPU, 1.1 GiB runs 1024x1024 photos whole even in fp32 and keeps FCN-8s on an
+    8192x8192 image, with torch and the model, under 2.5 GB resident (bench/inference.py).
+    """
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free * 0.6)
+    return 1100 * 1024**2

@@ -1,0 +1,211 @@
+"""Pascal VOC segmentation datasets: export a project, import a dataset as a project.
+
+The layout written (and read) is VOC2012's::
+
+    DIR/JPEGImages/<id>.jpg
+    DIR/SegmentationClass/<id>.png          palette PNG, 255 = void
+    DIR/ImageSets/Segmentation/{train,val,trainval}.txt
+    DIR/class_names.txt
+
+torchvision's ``VOCSegmentation(root, year="2012")`` reads ``root/VOCdevkit/VOC2012``: export
+to ``.../VOCdevkit/VOC2012`` and pass the folder two levels up as ``root``.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import ExifTags, Image
+
+from core.base.atomic import atomic_path, atomic_write_text
+from core.base.errors import DatasetError, LabelError
+from core.base.progress import Progress
+from core.io.files import output_folder
+from core.io.images import image_size, read_image
+from core.io.labels import LabelClass, default_classes, palette_for, read_class_file, read_label, write_label
+from core.store.project import Project, building
+
+SPLITS = ("train", "val", "trainval")
+
+
+@dataclass
+class ExportReport:
+    """Ids per split and images left out (with the reason)."""
+
+    out_dir: Path
+    splits: dict[str, list[str]] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
+        return f"exported to {self.out_dir}: {counts}; {len(self.skipped)} images without a usable label"
+
+FLUSH_EVERY = 50  # images per save while importing (the manifest is rewritten whole each time)
+
+
+def split_ids(ids: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """A deterministic train/val split of ``ids`` (at least one val image if any is asked)."""
+    if not 0 <= val_fraction < 1:
+        raise DatasetError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+    order = sorted(ids)
+    random.Random(seed).shuffle(order)
+    n_val = round(len(order) * val_fraction)
+    if val_fraction > 0 and len(order) > 1:
+        n_val = max(1, n_val)
+    n_val = min(n_val, max(0, len(order) - 1))
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def export_voc(
+    project: Project,
+    out_dir: str | Path,
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    only_reviewed: bool = False,
+    image_format: str = "jpg",
+) -> Generator[Progress, None, ExportReport]:
+    """Write ``project`` as a VOC segmentation dataset; yield per image; return the report.
+
+    JPEG sources without EXIF rotation are copied byte for byte; other images are encoded
+    (JPEG quality 95, or PNG with ``image_format="png"``, lossless but unreadable by
+    torchvision's loader, which expects ``.jpg``).
+    """
+    if image_format not in ("jpg", "png"):
+        raise DatasetError(f"--image-format must be jpg or png, got {image_format!r}")
+    out = output_folder(out_dir, "export folder")
+    project.flush()
+    wanted = {"reviewed"} if only_reviewed else {"predicted", "edited", "reviewed"}
+    entries = [e for e in project.images if e.state in wanted and project.label_path(e).exists()]
+    report = ExportReport(out)
+    report.skipped = [(e.id, f"state {e.state}") for e in project.images if e not in entries]
+    missing = [project.image_path(e) for e in entries if not project.image_path(e).exists()]
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:5])
+        raise DatasetError(
+            f"{len(missing)} labelled images are missing ({shown}); "
+            "restore them or remove them from the project",
+            project.root,
+        )
+    if not entries:
+        raise DatasetError(
+            "no labelled images to export (mark some reviewed, or drop --only-reviewed)", project.root
+        )
+    for done, entry in enumerate(entries, start=1):
+        source = project.image_path(entry)
+        label = project.load_label(entry)
+        _write_image(source, out / "JPEGImages" / f"{entry.id}.{image_format}", image_format)
+        write_label(out / "SegmentationClass" / f"{entry.id}.png", label, project.classes)
+        yield Progress(done, len(entries), entry.id)
+    train, val = split_ids([e.id for e in entries], val_fraction, seed)
+    report.splits = {"train": train, "val": val, "trainval": sorted(train + val)}
+    for name, ids in report.splits.items():
+        atomic_write_text(out / "ImageSets" / "Segmentation" / f"{name}.txt", "".join(f"{i}\n" for i in ids))
+    atomic_write_text(out / "class_names.txt", "".join(f"{c.name}\n" for c in project.classes))
+    return report
+
+
+def _write_image(source: Path, dest: Path, image_format: str) -> None:
+    is_jpeg = source.suffix.lower() in (".jpg", ".jpeg")
+    if image_format == "jpg" and is_jpeg and _orientation(source) in (None, 1):
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(source, tmp)
+        return
+    image = Image.fromarray(read_image(source))
+    with atomic_path(dest) as tmp:
+        if image_format == "jpg":
+            image.save(tmp, format="JPEG", quality=95, subsampling=0)
+        else:
+            image.save(tmp, format="PNG")
+
+
+def _orientation(path: Path) -> int | None:
+    with Image.open(path) as img:
+        return img.getexif().get(ExifTags.Base.Orientation)
+
+
+def find_voc_root(path: str | Path) -> Path:
+    """The folder holding ``JPEGImages`` and ``SegmentationClass`` (also under VOCdevkit/VOC20xx)."""
+    path = Path(path)
+    candidates = [path, *sorted(path.glob("VOC20*")), *sorted(path.glob("VOCdevkit/VOC20*"))]
+    for c in candidates:
+        if (c / "SegmentationClass").is_dir():
+            return c
+    raise DatasetError("not a VOC dataset: no SegmentationClass folder here or under VOCdevkit/VOC20xx", path)
+
+
+def import_voc(voc_dir: str | Path, project_dir: str | Path) -> Generator[Progress, None, Project]:
+    """Make a project in ``project_dir`` from a VOC dataset; its labels become ``reviewed``.
+
+    Images stay where they are; labels are copied into the project. Classes come from
+    ``class_names.txt`` when present, else the 21 VOC classes. RGB label images are
+    converted through the colour map; unknown colours raise ``LabelError``.
+    """
+    root = find_voc_root(voc_dir)
+    classes = dataset_classes(root)
+    ids = _dataset_ids(root)
+    images_dir = root / "JPEGImages"
+    pairs = []
+    problems = []
+    for image_id in ids:
+        image = find_image(images_dir, image_id)
+        if image is None:
+            problems.append(f"{image_id}: no image in {images_dir}")
+        else:
+            pairs.append((image_id, image))
+    if problems:
+        raise DatasetError(
+            f"{len(problems)} labels have no image ({'; '.join(problems[:3])}); "
+            "add the images or remove the labels",
+            root,
+        )
+    if not pairs:
+        raise DatasetError("the dataset has no labels in SegmentationClass", root)
+    palette = palette_for(classes)
+    with building(project_dir, classes) as project:  # a bad label discards the whole import
+        for done, (image_id, image) in enumerate(pairs, start=1):
+            label_path = root / "SegmentationClass" / f"{image_id}.png"
+            label = read_label(label_path, num_classes=len(classes), palette=palette)
+            w, h = image_size(image)
+            if label.shape != (h, w):
+                size = f"{label.shape[1]}x{label.shape[0]}"
+                raise LabelError(f"label is {size} but {image.name} is {w}x{h}; fix the dataset", label_path)
+            (entry,) = project.add_images([image])
+            if not project.rename_image(entry, image_id):
+                raise DatasetError(f"duplicate id {image_id!r} in the dataset; ids must be unique", root)
+            project.set_label(entry, label, "reviewed", checkpoint=None)
+            if done % FLUSH_EVERY == 0:
+                project.flush()
+            yield Progress(done, len(pairs), image_id)
+    return project
+
+
+def dataset_classes(root: Path) -> list[LabelClass]:
+    names_file = root / "class_names.txt"
+    return read_class_file(names_file) if names_file.exists() else default_classes()
+
+
+def _dataset_ids(root: Path) -> list[str]:
+    sets = root / "ImageSets" / "Segmentation"
+    ids: list[str] = []
+    for name in SPLITS:
+        f = sets / f"{name}.txt"
+        if f.exists():
+            ids += [line.strip() for line in f.read_text().splitlines() if line.strip()]
+    if not ids:
+        ids = [p.stem for p in sorted((root / "SegmentationClass").glob("*.png"))]
+    seen = set()
+    unique = [i for i in ids if not (i in seen or seen.add(i))]
+    return unique
+
+
+def find_image(images_dir: Path, image_id: str) -> Path | None:
+    for suffix in (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".tif", ".bmp"):
+        p = images_dir / f"{image_id}{suffix}"
+        if p.exists():
+            return p
+    return None

@@ -1,0 +1,73 @@
+"""Finding image files in the paths a user gives, and where each one's outputs go."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.base.errors import FcnGuiError
+from core.io.images import is_image_path
+
+
+def output_folder(path: str | Path, what: str = "output folder") -> Path:
+    """``path`` as a folder the program can write into (created if missing), or a clear error:
+    a file in the way, a folder that cannot be created, or one that is read-only."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FcnGuiError(f"is a file, not a folder; choose another path for the {what}", path)
+    existing = next((p for p in path.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise FcnGuiError(f"{existing} is a file in the way of the {what}; choose another path", path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FcnGuiError(
+            f"cannot create the {what} ({exc.strerror}); choose a folder you can write to", path
+        ) from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise FcnGuiError(f"the {what} is read-only; choose a folder you can write to", path)
+    return path
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An image file and its output path relative to the output folder, without suffix."""
+
+    path: Path
+    relative: Path
+
+
+def collect_images(
+    inputs: list[str | Path], *, recursive: bool = False
+) -> tuple[list[InputImage], list[tuple[Path, str]]]:
+    """Expand files and folders into images; return them and the ``(path, reason)`` rejected.
+
+    A folder contributes its image files (and its subfolders' with ``recursive``), keeping
+    their path relative to the folder; a file given directly keeps only its stem. Two
+    images that would write the same output are reported, and the later one is left out.
+    """
+    found: list[InputImage] = []
+    rejected: list[tuple[Path, str]] = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            for f in sorted(path.glob(pattern)):
+                if f.is_file() and not f.name.startswith("."):
+                    if is_image_path(f):
+                        found.append(InputImage(f, f.relative_to(path).with_suffix("")))
+                    elif not recursive or f.parent == path:
+                        rejected.append((f, "not an image file (by its suffix); skipped"))
+        elif path.is_file():
+            found.append(InputImage(path, Path(path.stem)))
+        else:
+            rejected.append((path, "no such file or folder"))
+    unique: dict[Path, InputImage] = {}
+    for item in found:
+        if item.relative in unique:
+            first = unique[item.relative].path
+            rejected.append((item.path, f"has the same output name as {first}; rename one of them"))
+        else:
+            unique[item.relative] = item
+    return list(unique.values()), rejected

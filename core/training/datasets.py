@@ -1,0 +1,180 @@
+"""Training data: (image, label) pairs from a project or a VOC folder, with joint augmentation.
+
+Augmentation uses torchvision ``transforms.v2`` on ``tv_tensors`` so that the image and its
+mask get the same random scale, crop and flip (masks resized with half-pixel-centred nearest
+neighbour and padded with 255, void).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from core.base.errors import DatasetError
+from core.formats.voc import dataset_classes, find_image, find_voc_root, split_ids
+from core.io.images import read_image
+from core.io.labels import VOID, LabelClass, read_class_file, read_label
+from core.training.sampling import EXACT
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training pair on disk."""
+
+    image: Path
+    label: Path
+    name: str
+
+
+@dataclass
+class TrainData:
+    """Train and validation samples and the class list they use."""
+
+    train: list[Sample]
+    val: list[Sample]
+    classes: list[LabelClass]
+    description: str
+
+    @classmethod
+    def from_path(
+        cls, path: str | Path, *, val_fraction: float = 0.2, seed: int = 0, snapshot_dir: Path | None = None
+    ) -> TrainData:
+        """A VOC-layout folder, or a project (its reviewed labels only)."""
+        path = Path(path)
+        if (path / "project.json").exists() or (path / "fcn-gui-project" / "project.json").exists():
+            from core.store.project import Project
+
+            with Project.open_path(path) as project:
+                return cls.from_project(
+                    project, val_fraction=val_fraction, seed=seed, snapshot_dir=snapshot_dir
+                )
+        return cls.from_voc(path, val_fraction=val_fraction, seed=seed)
+
+    @classmethod
+    def from_voc(cls, path: str | Path, *, val_fraction: float = 0.2, seed: int = 0) -> TrainData:
+        root = find_voc_root(path)
+        sets = root / "ImageSets" / "Segmentation"
+        samples = {}
+        for label in sorted((root / "SegmentationClass").glob("*.png")):
+            image = find_image(root / "JPEGImages", label.stem)
+            if image is not None:
+                samples[label.stem] = Sample(image, label, label.stem)
+        if not samples:
+            raise DatasetError("no image has a label in SegmentationClass", root)
+        if (sets / "train.txt").exists() and (sets / "val.txt").exists():
+            train_ids = (sets / "train.txt").read_text().split()
+            val_ids = (sets / "val.txt").read_text().split()
+        else:
+            train_ids, val_ids = split_ids(list(samples), val_fraction, seed)
+        pick = lambda ids: [samples[i] for i in ids if i in samples]  # noqa: E731
+        return cls(pick(train_ids), pick(val_ids), dataset_classes(root), f"VOC {root}")
+
+    @classmethod
+    def from_project(
+        cls, project, *, val_fraction: float = 0.2, seed: int = 0, snapshot_dir: Path | None = None
+    ) -> TrainData:
+        """Reviewed images only; with ``snapshot_dir``, labels are copied there first so later
+        edits in the app cannot change a running training."""
+        project.flush()
+        reviewed = [e for e in project.images if e.state == "reviewed" and project.label_path(e).exists()]
+        if not reviewed:
+            raise DatasetError(
+                "no reviewed images to train on: mark corrected labels reviewed first", project.root
+            )
+        samples = {}
+        for e in reviewed:
+            label = project.label_path(e)
+            if snapshot_dir is not None:
+                snapshot_dir.mkdir(parents=True, exist_ok=True)
+                label = Path(shutil.copy2(label, snapshot_dir / label.name))
+            samples[e.id] = Sample(project.image_path(e), label, e.id)
+        train_ids, val_ids = split_ids(list(samples), val_fraction, seed)
+        return cls(
+            [samples[i] for i in train_ids],
+            [samples[i] for i in val_ids],
+            list(project.classes),
+            f"project {project.root} ({len(reviewed)} reviewed)",
+        )
+
+    def with_classes(self, class_file: Path | None) -> TrainData:
+        if class_file is not None:
+            self.classes = read_class_file(class_file)
+        return self
+
+
+class RandomScale(v2.Transform):
+    """Resize image and mask together by a random factor in ``[low, high]``."""
+
+    def __init__(self, low: float = 0.5, high: float = 2.0) -> None:
+        super().__init__()
+        self.low, self.high = low, high
+
+    def make_params(self, flat_inputs: list) -> dict:
+        h, w = v2.query_size(flat_inputs)
+        factor = float(torch.empty(1).uniform_(self.low, self.high))
+        return {"size": [max(1, round(h * factor)), max(1, round(w * factor))]}
+
+    def transform(self, inpt, params: dict):
+        if isinstance(inpt, tv_tensors.Mask):
+            return TF.resize(inpt, params["size"], interpolation=EXACT)
+        return TF.resize(inpt, params["size"], antialias=True)
+
+
+def train_transform(crop: int, mean, std, scale: tuple[float, float] = (0.5, 2.0)) -> v2.Compose:
+    """Random scale, crop (padding with void) and horizontal flip, then normalisation."""
+    return v2.Compose(
+        [
+            RandomScale(*scale),
+            v2.RandomCrop(crop, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: VOID}),
+            v2.RandomHorizontalFlip(),
+            v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64}, scale=True),
+            v2.Normalize(mean, std),
+        ]
+    )
+
+
+def eval_transform(mean, std) -> v2.Compose:
+    return v2.Compose(
+        [
+            v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64}, scale=True),
+            v2.Normalize(mean, std),
+        ]
+    )
+
+
+class SegmentationDataset(Dataset):
+    """Reads samples as ``(image float CxHxW, mask int64 HxW)`` after ``transform``."""
+
+    def __init__(self, samples: list[Sample], num_classes: int, transform) -> None:
+        self.samples = samples
+        self.num_classes = num_classes
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        s = self.samples[index]
+        image = read_image(s.image)
+        label = read_label(s.label, num_classes=self.num_classes)
+        if label.shape != image.shape[:2]:
+            raise DatasetError(
+                f"label is {label.shape[1]}x{label.shape[0]} but its image is "
+                f"{image.shape[1]}x{image.shape[0]}",
+                s.label,
+            )
+        return (
+            tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)),
+            tv_tensors.Mask(torch.from_numpy(label)),
+        )
+
+    def __getitem__(self, index: int):
+        image, mask = self.load(index)
+        return self.transform(image, mask)

@@ -1,0 +1,393 @@
+"""Continuous learning from the user's corrections: one trainer that runs while they annotate.
+
+Reviewed images join (``add``) and leave (``remove``) between steps; no restart, no copies
+of the labels. A share of them is held out and never trained on: the third image, then
+every fifth (``holdout_every``). Every few seconds of training the learner scores its
+weights on the held-out images (labelled pixels only) and compares them with the model in
+use; when they score better, it *adopts* them: the model is saved to the history and handed
+to the caller, which switches predictions to it. With fewer than three reviewed images there
+is nothing to hold out, and it adopts after each short fixed budget of training instead.
+What it scores and adopts is a moving average of its weights (``core.training.weight_average``),
+which depends less on the step a budget happened to end on.
+
+``run`` is a generator (``core``'s contract for long work): it yields ``LearnerEvent`` s,
+runs until the caller closes it, and saves its weights and optimizer state in ``finally``
+so nothing learnt is lost. Work the user waits for has priority: while ``yield_to()`` is
+true the learner pauses between steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from core.base.choices import UNET
+from core.base.errors import TrainingError
+from core.base.progress import Progress
+from core.compute.devices import choose_device, prepare_device, training_precision_name
+from core.model.checkpoints import SegmentationModel
+from core.training.evaluate import confusion
+from core.training.example_memory import ExampleMemory
+from core.training.history import LearningHistory
+from core.training.metrics import ConfusionMeter
+from core.training.sampling import CropSampler, Example, object_scale
+from core.training.step import StepRunner, build_optimizer, diverged, freeze, set_dropout
+from core.training.weight_average import WeightAverage
+
+EVAL_SIDE = 1024  # held-out images larger than this are scored on their most labelled part
+# Scores come after at least this many times the last scoring's seconds of training, so
+# scoring takes at most a fifth of the learner's time, however many held-out images there
+# are (a 1024x1024 one takes 0.46 s for the U-Net on a 2-core Xeon, bf16).
+SCORING_EVERY = 4.0
+
+
+@dataclass
+class LearnerConfig:
+    """Knobs of the continuous learner; the defaults come from ``bench/session.py``."""
+
+    crop: int | None = None  # None: the network's recipe (RECIPES)
+    batch_size: int | None = None
+    lr: float | None = None
+    head_lr_mult: float = 100.0
+    weight_decay: float = 1e-4
+    dropout: float = 0.1
+    precision: str = "auto"
+    device: str = "auto"
+    # FC6/FC7 hold 88 % of the weights: frozen, a CPU step takes a third of the time (measured)
+    frozen: tuple[str, ...] = ("fc6.", "fc7.")
+    wrong_share: float = 0.5
+    all_orientations: bool = False
+    eval_every_s: float = 8.0  # seconds of training between scores, or more (SCORING_EVERY)
+    budget_s: float = 15.0  # fewer than three reviewed: adopt after this much training
+    holdout_every: int = 5
+    min_gain: float = 0.002
+    # This long training and scoring (waits and pauses do not count) without an adoption or a
+    # new review, and a score since: rest. Measured with bench/session.py (two seeds each):
+    # resting after 20 s costs 12.6 / 13.2 % effort with 21-22 s of training per image, after
+    # 30 s 12.4 / 13.0 % with 31-32 s, after 60 s 12.9 / 12.8 % with 62-68 s (it was 240 s).
+    rest_after_s: float = 20.0
+    memory_budget_mb: float | None = None  # reviewed images held in RAM; None: a quarter of it
+    scale: float | None = None  # input scale; None: the model's, or chosen from the labels if untrained
+    # Decay of the weight average that is scored and adopted (0: the latest weights). Measured
+    # with bench/session.py: image 2 costs 34 % instead of 55 %, images 3-8 12.9 % against 13.2 %.
+    average: float = 0.95
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Crop side, batch size and learning rate that train a network best per CPU-second."""
+
+    crop: int
+    batch_size: int
+    lr: float
+
+
+# Measured with bench/session.py (README, "Learning while you annotate"): the VGG16 FCNs want
+# large crops to fill their stride-8 maps; the U-Net learns edges from many small crops.
+RECIPES = {UNET: Recipe(crop=96, batch_size=8, lr=1e-3)}
+FCN_RECIPE = Recipe(crop=256, batch_size=4, lr=3e-4)
+
+
+def recipe_for(config: LearnerConfig, variant: str) -> LearnerConfig:
+    """``config`` with the unset crop, batch size and learning rate taken from ``variant``'s recipe."""
+    recipe = dataclasses.asdict(RECIPES.get(variant, FCN_RECIPE))
+    return dataclasses.replace(config, **{k: v for k, v in recipe.items() if getattr(config, k) is None})
+
+
+@dataclass(frozen=True)
+class LearnerEvent(Progress):
+    """A step or a change of state. ``state``: training, waiting (for a prediction), paused,
+    resting, idle (nothing to train on), adopted."""
+
+    state: str = "training"
+    step: int = 0
+    loss: float = float("nan")
+    train_images: int = 0
+    heldout_images: int = 0
+    train_seconds: float = 0.0
+    score: float | None = None  # the latest held-out mIoU of the learner's weights
+
+
+@dataclass(frozen=True)
+class Adopted(LearnerEvent):
+    """The learner's weights replaced the model in use; ``model`` is the caller's copy."""
+
+    model: SegmentationModel | None = field(default=None, repr=False)
+    path: str | None = None
+    before: float | None = None
+    after: float | None = None
+
+    def describe(self) -> str:
+        if self.after is None:
+            n = self.train_images
+            return f"model improved: trained {self.train_seconds:.0f} s on {n} reviewed image{'s' * (n != 1)}"
+        before = "?" if self.before is None or np.isnan(self.before) else f"{self.before:.2f}"
+        n = self.heldout_images
+        return f"model improved: mIoU {before} -> {self.after:.2f} on {n} held-out image{'s' * (n != 1)}"
+
+
+class ContinuousLearner:
+    """Trains a copy of ``model`` on a changing set of reviewed ``Example`` s; see the module doc.
+
+    ``optimizer_state`` and ``state`` resume a learner saved by ``LearningHistory.save_latest``.
+    Thread-safe: ``add``, ``remove``, ``pause``, ``resume`` may be called from any thread while
+    ``run`` iterates on another.
+    """
+
+    def __init__(
+        self,
+        model: SegmentationModel,
+        config: LearnerConfig | None = None,
+        *,
+        history: LearningHistory | None = None,
+        optimizer_state: dict | None = None,
+        state: dict | None = None,
+        in_use: SegmentationModel | None = None,
+    ) -> None:
+        self.config = c = recipe_for(config or LearnerConfig(), model.info.variant)
+        self.device = choose_device(c.device)
+        prepare_device(self.device)
+        self.history = history
+        self.precision = training_precision_name(self.device, c.precision)
+        torch.manual_seed(c.seed)
+        module = copy.deepcopy(model.module).float().to(self.device)
+        if self.device.type == "cpu":
+            module = module.to(memory_format=torch.channels_last)
+        self.model = SegmentationModel(module, copy.deepcopy(model.info))
+        self.net = module.train()
+        set_dropout(self.net, c.dropout)
+        freeze(self.net, c.frozen)
+        self.opt = build_optimizer(
+            self.net, lr=c.lr, head_lr_mult=c.head_lr_mult, weight_decay=c.weight_decay
+        )
+        if optimizer_state is not None:
+            # Saved for another set of trainable layers: start the moments afresh.
+            with contextlib.suppress(ValueError, KeyError):
+                self.opt.load_state_dict(optimizer_state)
+        self.step_runner = StepRunner(self.net, self.opt, self.device, c.precision)
+        self._average = WeightAverage(self.net, c.average) if c.average else None
+        self.sampler = CropSampler(
+            c.crop, self.model.info.mean, self.model.info.std,
+            wrong_share=c.wrong_share, all_orientations=c.all_orientations, seed=c.seed,
+        )  # fmt: skip
+        if c.scale is not None:
+            self.model.info.scale = c.scale
+        self.sampler.zoom = self.model.info.scale
+        self._scale_pending = c.scale is None and not model.info.trained
+        # The model in use, to score it on the held-out images.
+        source = in_use if in_use is not None else model
+        self._scorer = copy.deepcopy(source.module).float().to(self.device).eval()
+        self._scorer_scale = source.info.scale
+        self._scorer_fits = source.info.num_classes == self.model.info.num_classes
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        budget = None if c.memory_budget_mb is None else int(c.memory_budget_mb * 2**20)
+        self._examples = ExampleMemory(history.cache_folder if history is not None else None, budget)
+        state = state or {}
+        self._heldout: set[str] = set(state.get("heldout", []))
+        self._seen: set[str] = set(state.get("seen", [])) | self._heldout  # every id that ever arrived
+        self.steps = int(state.get("steps", 0))
+        self.train_seconds = 0.0
+        self.scoring_seconds = 0.0  # spent scoring held-out images
+        self._last_scoring = 0.0
+        self.paused = False
+        self.yield_to: Callable[[], bool] = lambda: False
+        self._new_data = False
+        self._in_use_score: tuple[frozenset[str], float] | None = None
+        self.score: float | None = None
+        self._saved_step = self.steps
+
+    # --- the pool of reviewed images (any thread) ---------------------------------------
+    def add(self, example: Example) -> None:
+        """A reviewed image joins (or its label is replaced) at the next step."""
+        with self._lock:
+            if example.id not in self._seen:
+                if len(self._seen) % self.config.holdout_every == 2:
+                    self._heldout.add(example.id)
+                self._seen.add(example.id)
+            self._examples.keep(example)
+            self._new_data = True
+        self._wake.set()
+
+    def remove(self, image_id: str) -> None:
+        """An image taken back out of ``reviewed`` leaves training (it stays held out if it was)."""
+        with self._lock:
+            self._examples.forget(image_id)
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self._wake.set()
+
+    def wake(self) -> None:
+        """End a rest (new reviews do this by themselves)."""
+        self._wake.set()
+
+    def _split(self) -> tuple[list[Example], list[Example]]:
+        with self._lock:
+            items = self._examples.values()
+        train = [e for e in items if e.id not in self._heldout and e.has_labels]
+        return train, [e for e in items if e.id in self._heldout and e.has_labels]
+
+    def state(self) -> dict:
+        """What ``LearningHistory.save_latest`` keeps to resume with the same held-out split."""
+        with self._lock:
+            return {"heldout": sorted(self._heldout), "seen": sorted(self._seen), "steps": self.steps}
+
+    # --- scoring -------------------------------------------------------------------------
+    def _confusion(self, net: torch.nn.Module, examples: list[Example], scale: float) -> ConfusionMeter:
+        info = dataclasses.replace(self.model.info, scale=scale)
+        pairs = (_most_labelled(e, EVAL_SIDE) for e in examples)
+        return confusion(net, pairs, info, self.device, self.config.precision)
+
+    def _score(self, net: torch.nn.Module, heldout: list[Example], scale: float) -> float:
+        return float(self._confusion(net, heldout, scale).scores().mean_iou)
+
+    def _in_use(self, heldout: list[Example]) -> float:
+        if not self._scorer_fits:  # the model in use predicts another class list: any score beats it
+            return float("nan")
+        key = frozenset(e.id for e in heldout)
+        if self._in_use_score is None or self._in_use_score[0] != key:
+            self._in_use_score = (key, self._score(self._scorer, heldout, self._scorer_scale))
+        return self._in_use_score[1]
+
+    # --- the loop ------------------------------------------------------------------------
+    def _event(self, state: str, train: list, heldout: list, **kw) -> LearnerEvent:
+        return LearnerEvent(
+            self.steps, 0, state, state=state, step=self.steps, train_images=len(train),
+            heldout_images=len(heldout), train_seconds=self.train_seconds, score=self.score, **kw,
+        )  # fmt: skip
+
+    def _adopt(self, train: list, heldout: list, before: float | None, after: float | None) -> Adopted:
+        if not self._scorer_fits:
+            self._scorer = copy.deepcopy(self.net).float().eval()
+            self._scorer_fits = True
+        self._scorer.load_state_dict(self.net.state_dict())
+        self._scorer_scale = self.model.info.scale
+        self._in_use_score = None if after is None else (frozenset(e.id for e in heldout), after)
+        info = copy.deepcopy(self.model.info)
+        info.trained = True
+        copy_ = SegmentationModel(copy.deepcopy(self.net).float().cpu().eval(), info)
+        copy_.module.to(memory_format=torch.contiguous_format)
+        path = None
+        if self.history is not None:
+            path = str(self.history.save_adopted(copy_, after, len(heldout), self.steps))
+        return Adopted(
+            self.steps, 0, "adopted", state="adopted", step=self.steps, train_images=len(train),
+            heldout_images=len(heldout), train_seconds=self.train_seconds, score=after,
+            model=copy_, path=path, before=before, after=after,
+        )  # fmt: skip
+
+    def run(self) -> Generator[LearnerEvent, None, None]:
+        """Train until closed; yields a ``LearnerEvent`` per step or state change."""
+        c = self.config
+        # The learner's own seconds (training and scoring), so that waiting for a prediction
+        # the user wants, or a pause, never counts towards a rest.
+        since_adoption = since_eval = since_progress = 0.0
+        # Whether the held-out images were scored since the last review or adoption: with
+        # scoring spaced out on large held-out images (SCORING_EVERY), the rest could come
+        # before the training since the last review was ever checked.
+        scored = False
+        first_loss: float | None = None
+        try:
+            while True:
+                train, heldout = self._split()
+                if self._new_data:
+                    self._new_data = False
+                    since_progress, scored = 0.0, False
+                waiting = (
+                    "paused" if self.paused
+                    else "idle" if not train
+                    else "resting" if since_progress > c.rest_after_s and (scored or not heldout)
+                    else "waiting" if self.yield_to()
+                    else None
+                )  # fmt: skip
+                if waiting is not None:
+                    if waiting == "resting" and self.history is not None and self._saved_step != self.steps:
+                        self.save_latest()
+                    self._wake.wait(0.05 if waiting == "waiting" else 0.25)
+                    self._wake.clear()
+                    yield self._event(waiting, train, heldout)
+                    continue
+                if self._scale_pending:
+                    self._scale_pending = False
+                    scale = object_scale([e.label for e in train], self.net.output_stride)
+                    self.model.info.scale = self.sampler.zoom = scale
+                started = time.perf_counter()
+                images, masks = self.sampler.batch(train, c.batch_size)
+                loss = self.step_runner(images, masks, lambda v, f=first_loss: _check(v, f))
+                first_loss = loss if first_loss is None else first_loss
+                self.steps += 1
+                if self._average is not None:
+                    self._average.update()
+                spent = time.perf_counter() - started
+                self.train_seconds += spent
+                since_adoption += spent
+                since_eval += spent
+                since_progress += spent
+                yield self._event("training", train, heldout, loss=loss)
+                adopted = None
+                if heldout and since_eval >= max(c.eval_every_s, self._last_scoring * SCORING_EVERY):
+                    since_eval = 0.0
+                    scoring = time.perf_counter()
+                    before = self._in_use(heldout)
+                    with self._averaged():
+                        self.score = self._score(self.net, heldout, self.model.info.scale)
+                        self._last_scoring = time.perf_counter() - scoring
+                        self.scoring_seconds += self._last_scoring
+                        since_progress += self._last_scoring
+                        scored = True
+                        if self.score > before + c.min_gain or np.isnan(before):
+                            since_adoption = since_progress = 0.0
+                            scored = False
+                            adopted = self._adopt(train, heldout, before, self.score)
+                elif not heldout and since_adoption >= c.budget_s:
+                    since_adoption = 0.0
+                    with self._averaged():
+                        adopted = self._adopt(train, heldout, None, None)
+                if adopted is not None:
+                    yield adopted
+        finally:
+            if self.history is not None and self._saved_step != self.steps:
+                self.save_latest()
+            with self._lock:
+                self._examples.delete_files()
+
+    def _averaged(self) -> contextlib.AbstractContextManager:
+        """The weights to score and adopt: the average when there is one, else the latest."""
+        return self._average.swapped_in() if self._average is not None else contextlib.nullcontext()
+
+    def save_latest(self) -> None:
+        """Keep the learner's weights, optimizer state and split (done on close and when resting)."""
+        info = copy.deepcopy(self.model.info)
+        info.trained = True
+        info.training = {**info.training, "steps": self.steps}
+        self.history.save_latest(SegmentationModel(self.net, info), self.opt.state_dict(), self.state())
+        self._saved_step = self.steps
+
+
+def _check(value: float, first: float | None) -> None:
+    if diverged(value, first):
+        raise TrainingError(
+            f"the loss became {value:.3g} (learning diverged); the model in use is kept. "
+            "Roll back to an earlier model or lower the learning rate"
+        )
+
+
+def _most_labelled(e: Example, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image and label of the ``side`` x ``side`` part of ``e`` with the most labelled pixels
+    (its centre could be all void, and score nothing)."""
+    top, left = e.labelled.densest_window(side)
+    rows, cols = slice(top, top + side), slice(left, left + side)
+    return e.image[rows, cols], e.label[rows, cols]
