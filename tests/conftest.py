@@ -19,6 +19,21 @@ DATA = Path(__file__).parent / "data"
 torch.set_num_threads(max(1, os.cpu_count() or 1))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow-steps",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="every training step sleeps this long: runs the suite as on a slow CPU",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if slow := config.getoption("--slow-steps"):
+        os.environ["FCN_GUI_SLOW_STEP_S"] = str(slow)  # subprocesses (torchrun, the app) inherit it
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
@@ -36,14 +51,16 @@ def _local_model_original():
 
 @pytest.fixture
 def local_model(_local_model_original):
-    """A real FCN-8s whose predictions vary from pixel to pixel (a fresh fp32 copy per test).
+    """A real FCN-8s whose predictions vary from pixel to pixel.
 
     The trunk has torchvision's random initialisation; only the pool3 score layer is
     non-zero, which gives a model with a local receptive field (like a trained one), so
-    tiled and whole-image predictions can be compared. A copy, because a predictor takes
-    over its model (device, dtype).
+    tiled and whole-image predictions can be compared. The weights are shared between tests
+    (a predictor copies them, nothing changes them); the metadata is each test's own.
     """
-    return copy.deepcopy(_local_model_original)
+    from core.model.checkpoints import SegmentationModel
+
+    return SegmentationModel(_local_model_original.module, copy.deepcopy(_local_model_original.info))
 
 
 @pytest.fixture
@@ -65,14 +82,24 @@ def checkpoint(_local_model_original, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def unet_checkpoint(tmp_path_factory) -> Path:
+    """A small U-Net (1.1 M weights, the 21 VOC classes, random weights) saved as an fcn-gui
+    checkpoint: what the app's tests run, where the 134 M-parameter FCN-8s is not the subject."""
+    from core.model.checkpoints import ModelInfo, new_model, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("unet") / "unet.safetensors"
+    save_checkpoint(path, new_model(ModelInfo(variant="unet")))
+    return path
+
+
 def run_generator(gen):
     """Drive a core progress generator to its end: ``(events, result)``."""
+    from core.base.progress import drain
+
     events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return events, stop.value
+    return events, drain(gen, events.append)
 
 
 def torchrun(port: int, *args: str, timeout: int) -> subprocess.CompletedProcess:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -32,7 +33,14 @@ def choose_device(preference: str = "auto") -> torch.device:
     if kind not in DEVICE_CHOICES:
         raise DeviceError(f"unknown device {preference!r}; choose one of {', '.join(DEVICE_CHOICES)}")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("CUDA was requested but no CUDA GPU is usable here; use --device cpu or auto")
+        raise DeviceError(f"{name} was requested but no CUDA GPU is usable here; use --device cpu or auto")
+    if kind == "cuda" and ":" in name:
+        index, count = name.split(":", 1)[1], torch.cuda.device_count()
+        if not index.isdigit() or int(index) >= count:
+            raise DeviceError(
+                f"{name} does not exist: this machine has {count} CUDA device{'s' * (count != 1)} "
+                f"(cuda:0 to cuda:{count - 1}); pick one of them with --device"
+            )
     if kind == "mps" and not mps_available():
         raise DeviceError("Apple MPS was requested but is not available here; use --device cpu or auto")
     return torch.device(name)
@@ -147,12 +155,24 @@ def training_precision_name(device: torch.device, precision: str = "auto") -> st
     return "bf16" if inference_dtype(device, precision) == torch.bfloat16 else "fp32"
 
 
-def prepare_device(device: torch.device) -> None:
-    """Per-device speed settings: cuDNN autotuning and TF32 matmuls on CUDA."""
+def prepare_device(device: torch.device, *, deterministic: bool = False) -> None:
+    """Per-device settings for the process: on CUDA, cuDNN autotuning and TF32 matmuls for speed;
+    with ``deterministic``, neither, and torch's deterministic algorithms instead.
+
+    What a seed then fixes: on the CPU a run is repeatable bit for bit either way (same machine,
+    thread count and torch). On CUDA, autotuning and TF32 make runs differ in the last bits;
+    ``deterministic`` makes them repeatable on the same GPU, driver and torch, slower, except in
+    operations torch has no deterministic CUDA kernel for, which it names in a warning (they run
+    as before: ``warn_only``).
+    """
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+        torch.backends.cuda.matmul.allow_tf32 = not deterministic
+        torch.backends.cudnn.allow_tf32 = not deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS' repeatable workspace
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

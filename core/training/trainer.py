@@ -62,6 +62,7 @@ class TrainConfig:
     allow_download: bool = False
     time_budget_s: float | None = None
     precision: str = "auto"  # auto | fp32 | bf16 (see core.compute.devices.training_autocast)
+    deterministic: bool = False  # repeatable on CUDA too, slower (see core.compute.devices.prepare_device)
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class Trainer:
                 torch.cuda.set_device(self.device)
             if not dist.is_initialized():
                 dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        prepare_device(self.device)
+        prepare_device(self.device, deterministic=config.deterministic)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
         self.model = model or start_model(config, data)
@@ -248,6 +249,13 @@ class Trainer:
                 f"lower --lr. The last good checkpoint is kept: {kept}"
             )
 
+    def _no_labels(self, batches: int) -> TrainingError:
+        where = f" on at least one of the {self.world} processes" if self.world > 1 else ""
+        return TrainingError(
+            f"{batches} batches in a row held no labelled pixel{where}: the labels cover too little "
+            f"of the images for --crop {self.config.crop}; use a larger --crop or label more"
+        )
+
     def _out_of_time(self, started: float) -> bool:
         """Past the time budget on any rank (every rank stops at the same step)."""
         budget = self.config.time_budget_s
@@ -274,11 +282,7 @@ class Trainer:
                         empty += 1
                         self.skipped += 1
                         if empty >= MAX_EMPTY_BATCHES:
-                            where = f" on at least one of the {self.world} processes" if self.world > 1 else ""
-                            raise TrainingError(
-                                f"{empty} batches in a row held no labelled pixel{where}: the labels cover "
-                                f"too little of the images for --crop {c.crop}; use a larger --crop or label more"
-                            )
+                            raise self._no_labels(empty)
                         continue
                     empty = 0
                     value = step(images, masks, lambda v, f=first_loss: self._check_loss(v, f))

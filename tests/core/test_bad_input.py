@@ -187,7 +187,7 @@ def test_every_numeric_option_is_in_the_table():
     for sub in parser._subparsers._group_actions[0].choices.values():
         for action in sub._actions:
             if action.type in {limit.parse for limit in LIMITS.values()} or action.type in (int, float):
-                assert action.type not in (int, float), f"{action.option_strings} has no range in core.base.limits"
+                assert action.type not in (int, float), f"{action.option_strings} has no range in LIMITS"
                 numeric.update(action.option_strings)
     tested = {word for args, _ in USAGE for word in args.split() if word.startswith("--")}
     assert numeric <= tested, numeric - tested

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.base.errors import LabelError
 from core.base.progress import drain
 from core.cli import main
 from core.formats.labelme import import_labelme
@@ -116,7 +117,7 @@ def test_without_a_class_file_the_labels_found_are_the_classes(labelme_folder, t
     (labelme_folder / "broken.json").unlink()
     report = drain(import_labelme(labelme_folder, tmp_path / "p"))
     assert [c.name for c in report.project.classes] == ["background", "cat", "dog"]
-    assert report.imported == 2 and report.unlabelled == 1 and not report.broken
+    assert report.imported == 2 and report.unlabelled == 1 and not report.skipped
     report.project.close()
 
 
@@ -147,6 +148,6 @@ def test_index_masks_export_and_import_round_trip(labelme_folder, tmp_path, caps
     capsys.readouterr()
     assert main(["import", str(tmp_path / "masks"), "--project", str(tmp_path / "third")]) == 1
     assert "kitchen.png" in capsys.readouterr().err
-    with pytest.raises(Exception, match="class indices"):
-        Image.fromarray(np.full((4, 4), 900, np.uint16)).save(tmp_path / "big.png")
+    Image.fromarray(np.full((4, 4), 900, np.uint16)).save(tmp_path / "big.png")
+    with pytest.raises(LabelError, match="class indices"):
         read_index_mask(tmp_path / "big.png", 3)

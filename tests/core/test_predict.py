@@ -53,7 +53,7 @@ def test_grid_covers_every_pixel_with_the_last_tile_flush():
 def test_cancel_between_tiles_stops_promptly(local_model, small_image):
     predictor = Predictor(local_model, device="cpu", tile=64, overlap=16)
     passes = []
-    local_model.module.register_forward_hook(lambda *_: passes.append(1))
+    predictor.model.module.register_forward_hook(lambda *_: passes.append(1))
     gen = predictor.iter_predict(small_image)
     first = next(gen)
     assert first.done == 1 and first.total == 9 and len(passes) == 1
@@ -130,16 +130,19 @@ def test_bad_image_array_is_refused(local_model):
 
 
 def test_bf16_and_fp32_predictions_agree_and_checkpoints_stay_fp32(local_model, small_image, tmp_path):
-    reference = Predictor(copy.deepcopy(local_model), device="cpu", precision="fp32")
+    reference = Predictor(local_model, device="cpu", precision="fp32")
     assert reference.dtype == torch.float32 and "bf16" not in reference.device_name
     fast = Predictor(local_model, device="cpu", precision="bf16")
-    assert fast.device_name.endswith("bf16)") and local_model.module.fc6.weight.dtype == torch.bfloat16
+    assert fast.device_name.endswith("bf16)") and fast.model.module.fc6.weight.dtype == torch.bfloat16
+    # The caller's model is the caller's: neither predictor cast it or took its tensors.
+    weight = local_model.module.fc6.weight
+    assert weight.dtype == torch.float32 and weight.data_ptr() != reference.model.module.fc6.weight.data_ptr()
     a, b = reference.predict(small_image), fast.predict(small_image)
     # Near-uniform probabilities (max ~0.06 over 21 classes) are the worst case for bf16 rounding;
     # the trained model in test_train agrees on >= 99.5%.
     assert len(np.unique(a.label)) >= 3 and (a.label == b.label).mean() >= 0.98
     path = tmp_path / "m.safetensors"
-    save_checkpoint(path, local_model)
+    save_checkpoint(path, fast.model)
     assert load_checkpoint(path).module.fc6.weight.dtype == torch.float32
 
 
@@ -184,5 +187,9 @@ def test_a_scaled_model_predicts_what_its_evaluation_scores(local_model, small_i
 
 def test_a_shrinking_scale_runs_in_bf16(local_model, small_image):
     local_model.info.scale = 0.5  # antialiased resizing, which has no bf16 kernel
-    prediction = Predictor(local_model, device="cpu", precision="bf16").predict(small_image)
+    fast = Predictor(local_model, device="cpu", precision="bf16")
+    assert fast.dtype == torch.bfloat16 and fast.model.module.fc6.weight.dtype == torch.bfloat16
+    prediction = fast.predict(small_image)
+    reference = Predictor(local_model, device="cpu", precision="fp32").predict(small_image)
     assert prediction.label.shape == small_image.shape[:2]
+    assert len(np.unique(reference.label)) >= 3 and (prediction.label == reference.label).mean() >= 0.95

@@ -33,8 +33,8 @@ def photo_folder(tmp_path) -> Path:
 
 
 @pytest.fixture
-def make_window(qtbot, checkpoint, sandbox_settings):
-    """Build a ``MainWindow`` whose model is the test checkpoint; closes it at the end."""
+def make_window(qtbot, unet_checkpoint, sandbox_settings):
+    """Build a ``MainWindow`` whose model is the small U-Net checkpoint; closes it at the end."""
     from fcn_gui.main_window import MainWindow
     from fcn_gui.settings import Settings
 
@@ -44,7 +44,7 @@ def make_window(qtbot, checkpoint, sandbox_settings):
         settings = Settings()
         settings.set("learn", learn)  # background training only in the tests about it
         if with_model:
-            settings.set("checkpoint", str(checkpoint))
+            settings.set("checkpoint", str(unet_checkpoint))
         window = MainWindow(settings)
         qtbot.addWidget(window)
         window.resize(1000, 700)

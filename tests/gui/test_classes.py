@@ -35,7 +35,7 @@ def test_removing_a_class_rewrites_every_label_in_the_background(
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
     window.class_panel.ask_remove(1)
     assert session.frozen and session.doc is None  # nothing can be edited while labels are rewritten
-    session.show_image(first)
+    session.documents.show(first)
     assert session.doc is None
     qtbot.waitUntil(lambda: not session.frozen and session.doc is not None, timeout=30000)
 

@@ -22,7 +22,7 @@ def _tiles(folder, data_dir, n=5):
 
 def _show(window, qtbot, index):
     image_id = window.session.project.images[index].id
-    window.session.show_image(image_id)
+    window.session.documents.show(image_id)
     qtbot.waitUntil(lambda: window.session.doc is not None and window.session.doc.image_id == image_id)
     wait_idle(qtbot, window)
     return window.session.doc
@@ -33,7 +33,7 @@ def test_reviews_train_in_the_background_and_better_models_are_used(make_window,
     window = make_window(tmp_path / "cells", learn=True)
     learning, session, panel = window.learning, window.session, window.learning_panel
     learning.config = LearnerConfig(
-        crop=64, batch_size=2, device="cpu", frozen=("fc6", "fc7"), budget_s=0.3, eval_every_s=0.3,
+        crop=64, batch_size=2, device="cpu", frozen=(), budget_s=0.3, eval_every_s=0.3,
         memory_budget_mb=0,  # every reviewed image mapped from a file, as past a quarter of RAM
     )  # fmt: skip
     wait_idle(qtbot, window)
@@ -55,7 +55,7 @@ def test_reviews_train_in_the_background_and_better_models_are_used(make_window,
     path = adopted[0].path
     qtbot.waitUntil(lambda: str(session.models.checkpoint) == path, timeout=60000)
     panel.pause.click()  # a paused learner leaves the cores to predicting every stale image
-    qtbot.waitUntil(lambda: not session.learner_busy, timeout=30000)
+    qtbot.waitUntil(lambda: not session.predictions.learner_busy, timeout=30000)
 
     def states():
         return {e.id: (e.state, e.checkpoint) for e in project.images}
@@ -98,27 +98,27 @@ def test_reviews_train_in_the_background_and_better_models_are_used(make_window,
 
 
 def test_while_the_learner_trains_only_the_next_images_are_predicted_again_at_once(
-    make_window, tmp_path, data_dir, qtbot, checkpoint
+    make_window, tmp_path, data_dir, qtbot, unet_checkpoint
 ):
     from core.model.checkpoints import load_checkpoint, save_checkpoint
 
     _tiles(tmp_path / "cells", data_dir)
     window = make_window(tmp_path / "cells")
     session, project = window.session, window.session.project
-    session.predict_all()
+    session.predictions.predict_all()
     wait_idle(qtbot, window)
-    old = str(checkpoint)
+    old = str(unet_checkpoint)
     assert {e.checkpoint for e in project.images} == {old}
-    better = load_checkpoint(checkpoint)
+    better = load_checkpoint(unet_checkpoint)
     with torch.no_grad():
-        better.module.score.bias[15] += 5.0  # a different model: more nucleus everywhere
+        better.module.head.bias[15] += 5.0  # a different model: more nucleus everywhere
     newer = tmp_path / "adopted.safetensors"
     save_checkpoint(newer, better)
 
     def predicted_by():
         return [e.checkpoint == str(newer) for e in project.images]
 
-    session.set_learner_busy(True)
+    session.predictions.set_learner_busy(True)
     session.adopt_model(load_checkpoint(newer), str(newer), "Model improved")
     qtbot.waitUntil(lambda: str(session.models.checkpoint) == str(newer), timeout=30000)
     wait_idle(qtbot, window)
@@ -134,8 +134,8 @@ def test_while_the_learner_trains_only_the_next_images_are_predicted_again_at_on
     qtbot.waitUntil(lambda: str(session.models.checkpoint) == str(newer), timeout=30000)
     assert "older model" in window.image_panel._items["cell2"].text()
     assert "older model" not in window.image_panel._items["cell3"].text()
-    session.set_learner_busy(True)
-    session.set_learner_busy(False)  # resting: the rest is predicted in the background
+    session.predictions.set_learner_busy(True)
+    session.predictions.set_learner_busy(False)  # resting: the rest is predicted in the background
     qtbot.waitUntil(lambda: all(predicted_by()), timeout=30000)
     assert not any("older model" in item.text() for item in window.image_panel._items.values())
 
@@ -143,7 +143,7 @@ def test_while_the_learner_trains_only_the_next_images_are_predicted_again_at_on
 def test_switching_learning_off_stops_it_and_is_remembered(make_window, tmp_path, data_dir, qtbot):
     truths = _tiles(tmp_path / "cells", data_dir, n=2)
     window = make_window(tmp_path / "cells", learn=True)
-    window.learning.config = LearnerConfig(crop=64, batch_size=2, device="cpu", frozen=("fc6", "fc7"))
+    window.learning.config = LearnerConfig(crop=64, batch_size=2, device="cpu", frozen=())
     doc = _show(window, qtbot, 0)
     doc.write_patch(0, 0, truths[0])
     window.act["reviewed"].trigger()
@@ -159,13 +159,13 @@ def test_next_goes_to_the_least_confident_image(make_window, photo_folder, qtbot
     window.view_panel.least_confident.setChecked(True)
     session = window.session
     wait_idle(qtbot, window)
-    qtbot.waitUntil(lambda: len(session.mean_confidence) == 4, timeout=60000)
+    qtbot.waitUntil(lambda: len(session.predictions.mean_confidence) == 4, timeout=60000)
     current = session.doc.image_id
-    others = {k: v for k, v in session.mean_confidence.items() if k != current}
-    assert session.neighbour(1) == min(others, key=others.get)
+    others = {k: v for k, v in session.predictions.mean_confidence.items() if k != current}
+    assert session.navigation.neighbour(1) == min(others, key=others.get)
     window.view_panel.least_confident.setChecked(False)
     ids = [e.id for e in session.project.images]
-    assert session.neighbour(1) == ids[ids.index(current) + 1]
+    assert session.navigation.neighbour(1) == ids[ids.index(current) + 1]
 
 
 def test_quitting_while_it_trains_saves_everything_and_starts_no_prediction(
@@ -175,14 +175,14 @@ def test_quitting_while_it_trains_saves_everything_and_starts_no_prediction(
     model has seen yet: not while the app quits, where starting a thread is refused."""
     truths = _tiles(tmp_path / "cells", data_dir)
     window = make_window(tmp_path / "cells", learn=True)
-    window.learning.config = LearnerConfig(crop=64, batch_size=2, device="cpu", frozen=("fc6", "fc7"))
+    window.learning.config = LearnerConfig(crop=64, batch_size=2, device="cpu", frozen=())
     session = window.session
     wait_idle(qtbot, window)
     project = session.project
     assert project.entry("cell4").state == "new"  # not predicted yet: queued once the learner stops
     session.doc.write_patch(0, 0, truths[0])
     window.act["reviewed"].trigger()
-    qtbot.waitUntil(lambda: session.learner_busy, timeout=10000)
+    qtbot.waitUntil(lambda: session.predictions.learner_busy, timeout=10000)
     window.close()  # an exception in closeEvent fails the test (pytest-qt)
     assert session.project is None and not session.queue.busy
     assert (read_label(project.label_path(project.entry("cell0"))) == truths[0]).all()

@@ -57,10 +57,10 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_the_learner_and_fill_modules_are_imported_ahead_on_a_worker(checkpoint, photo_folder, tmp_path):
+def test_the_learner_and_fill_modules_are_imported_ahead_on_a_worker(unet_checkpoint, photo_folder, tmp_path):
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "FCN_GUI_CONFIG_DIR": str(tmp_path / "config")}
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(checkpoint), str(photo_folder)],
+        [sys.executable, "-c", SCRIPT, str(unet_checkpoint), str(photo_folder)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -74,5 +74,5 @@ def test_the_learner_and_fill_modules_are_imported_ahead_on_a_worker(checkpoint,
 def test_a_window_closed_before_its_preload_never_starts_it(make_window, photo_folder, qtbot):
     window = make_window(photo_folder)
     window.close()  # within the idle second: its worker would start while the app quits
-    qtbot.wait(1500)  # an exception in the event loop fails this test
-    assert not window.preloader.started
+    window.preloader._timer.timeout.emit()  # the idle second ends after the quit
+    assert not window.preloader.started  # starting a worker then would raise in the event loop

@@ -1,11 +1,13 @@
+import itertools
 import time
 
 import numpy as np
+from PIL import Image
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from core.io.labels import VOID, read_label
-from tests.gui.conftest import click, drag, wait_idle
+from tests.gui.conftest import SAMPLES, click, drag, wait_idle
 
 
 def _known_label(window, qtbot, value=VOID):
@@ -90,8 +92,12 @@ def test_flood_fill_polygon_picker_and_eraser(make_window, photo_folder, qtbot):
     assert doc.undo_stack.count() == 4
 
 
-def test_prediction_runs_on_a_worker_while_the_event_loop_keeps_going(make_window, photo_folder, qtbot):
-    window = make_window(photo_folder)
+def test_prediction_runs_on_a_worker_while_the_event_loop_keeps_going(make_window, tmp_path, qtbot):
+    folder = tmp_path / "large"
+    folder.mkdir()
+    with Image.open(SAMPLES / "astronaut.png") as img:
+        img.convert("RGB").resize((1024, 1024)).save(folder / "astronaut.png")  # long enough to time
+    window = make_window(folder)
     wait_idle(qtbot, window)
     session = window.session
     doc = session.doc
@@ -102,11 +108,17 @@ def test_prediction_runs_on_a_worker_while_the_event_loop_keeps_going(make_windo
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start(5)
-    with qtbot.waitSignal(session.queue.predicted, timeout=30000):
+    with qtbot.waitSignal(session.queue.started, timeout=30000):
         window.act["predict"].trigger()
-        assert session.queue.busy
+    started = time.perf_counter()
+    with qtbot.waitSignal(session.queue.predicted, timeout=60000):
+        pass
+    finished = time.perf_counter()
     timer.stop()
-    assert len(ticks) >= 3  # the GUI thread ran timers while the network worked
+    during = [started, *(t for t in ticks if started < t < finished), finished]
+    longest = max(b - a for a, b in itertools.pairwise(during))
+    # On the GUI thread the whole prediction would be one gap between ticks.
+    assert finished - started > 0.05 and longest < (finished - started) / 2, (longest, finished - started)
     assert (doc.label != VOID).all() and len(np.unique(doc.label)) >= 2
     assert doc.confidence is not None and doc.confidence.shape == doc.label.shape
     window.view_panel.unsure.setChecked(True)
@@ -167,7 +179,7 @@ def test_unreadable_image_shows_an_error_and_the_app_keeps_working(make_window, 
     (photo_folder / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     window = make_window(photo_folder)
     wait_idle(qtbot, window)
-    window.session.show_image("zz_broken")
+    window.session.documents.show("zz_broken")
 
     def error_box():
         boxes = [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()]
@@ -189,7 +201,7 @@ def test_settings_persist_between_runs(make_window, photo_folder, qtbot):
     second = make_window(None)
     assert second.tools["brush"].size == 33 and second.view_panel.opacity.value() == 70
     assert not second.tools["eraser"].to_void and second.view_panel.erase_mode.currentIndex() == 1
-    assert second.session.least_confident_next
+    assert second.session.navigation.least_confident_next
     assert str(photo_folder / "fcn-gui-project") in second.settings.recent()
 
 
