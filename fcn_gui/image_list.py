@@ -31,25 +31,17 @@ STATE_COLORS = {
 
 
 def _thumbnails(items: list[tuple[str, str]]):
-    """Yield ``(image_id, QImage)`` thumbnails, made on a worker thread."""
-    import numpy as np
+    """Yield ``(image_id, QImage)`` thumbnails, made on a worker thread (an unreadable image
+    gets none: the user hears why when opening it)."""
     import qimage2ndarray
-    from PIL import Image, ImageOps
 
-    from core.io.images import read_image
+    from core.base.errors import FcnGuiError
+    from core.io.thumbnails import thumbnail
 
     for image_id, path in items:
         try:
-            with Image.open(path) as img:
-                img.draft("RGB", (THUMB * 2, THUMB * 2))  # fast JPEG downscale while decoding
-                small = ImageOps.exif_transpose(img)
-                small.thumbnail((THUMB, THUMB))
-                rgb = small.convert("RGB") if small.mode in ("RGB", "L", "P", "RGBA", "CMYK") else None
-            if rgb is None:
-                rgb = Image.fromarray(read_image(path))
-                rgb.thumbnail((THUMB, THUMB))
-            qimg = qimage2ndarray.array2qimage(np.asarray(rgb))  # owns its pixels (no shared buffer)
-        except Exception:
+            qimg = qimage2ndarray.array2qimage(thumbnail(path, THUMB))  # owns its pixels
+        except (FcnGuiError, OSError, ValueError):
             qimg = QImage()
         yield image_id, qimg
 

@@ -1,7 +1,18 @@
-"""Read any common image file as an ``HxWx3 uint8`` RGB array."""
+"""Read any common image file as an ``HxWx3 uint8`` RGB array, behind one size limit.
+
+Every image this program decodes (photos, label maps, index masks, thumbnails, the images and
+masks inside labelme JSON) is opened by ``open_image``, which reads the header and refuses an
+image above the pixel limit before a single pixel is decoded: a file whose header claims
+100,000 x 100,000 pixels is refused at once, not allocated. Pillow's own decompression-bomb
+guard stays in force for the rest of the process; only where our limit is higher than
+Pillow's (a user raising ``--max-pixels``) is it lifted, for that one header read.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import threading
 import warnings
 from pathlib import Path
 
@@ -10,13 +21,11 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from core.base.errors import ImageReadError, ImageTooLargeError
 
-# Pillow's own decompression-bomb guard stops at 179 MP; we apply our own, larger limit.
-Image.MAX_IMAGE_PIXELS = None
-
 DEFAULT_MAX_PIXELS = 40_000 * 40_000
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm", ".pbm"}
 )
+_PILLOW_GUARD = threading.Lock()  # held while Pillow's guard is lifted for one header read
 
 
 def is_image_path(path: str | Path) -> bool:
@@ -24,14 +33,71 @@ def is_image_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
+def find_image(folder: Path, stem: str) -> Path | None:
+    """The image called ``stem`` in ``folder`` with any suffix we read (any case), or ``None``."""
+    exact = [folder / f"{stem}{s}" for s in sorted(IMAGE_SUFFIXES)]
+    found = next((p for p in exact if p.is_file()), None)
+    if found is None and folder.is_dir():  # .JPG, .Png: a folder scan only when the usual names miss
+        named = sorted(folder.glob(f"{_glob_escape(stem)}.*"))
+        found = next((p for p in named if p.stem == stem and is_image_path(p)), None)
+    return found
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def open_image(
+    source: str | Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | Path | None = None
+) -> Image.Image:
+    """Open an image file (or the bytes of one) with only its header read; the caller decodes.
+
+    Raises ``ImageTooLargeError`` above ``max_pixels`` and ``ImageReadError`` for a missing,
+    damaged or unknown file, each naming the file (``name`` for bytes: the file they came from).
+    """
+    label = name if name is not None else source if not isinstance(source, bytes) else "embedded image"
+    fp = io.BytesIO(source) if isinstance(source, bytes) else Path(source)
+    pillow_limit = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+    lift = pillow_limit is not None and max_pixels > pillow_limit
+    with (_PILLOW_GUARD if lift else contextlib.nullcontext()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit decides
+        saved = Image.MAX_IMAGE_PIXELS
+        if lift:
+            Image.MAX_IMAGE_PIXELS = None
+        try:
+            img = _open(fp, label)
+        except Image.DecompressionBombError as exc:
+            raise _too_large(label, None, max_pixels) from exc
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    w, h = img.size
+    if w * h > max_pixels:
+        img.close()
+        raise _too_large(label, (w, h), max_pixels)
+    return img
+
+
+def _too_large(label, size: tuple[int, int] | None, max_pixels: int) -> ImageTooLargeError:
+    what = f"{size[0]}x{size[1]} is {size[0] * size[1] / 1e6:.0f} megapixels" if size else "the image"
+    return ImageTooLargeError(
+        f"{what}, above the limit of {max_pixels / 1e6:.0f} megapixels; raise the limit (--max-pixels) "
+        "only if you trust this file",
+        label,
+    )
+
+
+def image_size(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """``(width, height)`` from the header only, with EXIF rotation applied."""
-    path = Path(path)
-    with _open(path) as img:
-        w, h = img.size
-        if img.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8):
-            w, h = h, w
-        return w, h
+    with open_image(path, max_pixels=max_pixels) as img:
+        return displayed_size(img)
+
+
+def displayed_size(img: Image.Image) -> tuple[int, int]:
+    """``(width, height)`` of an open image as it is shown: turned by its EXIF orientation."""
+    w, h = img.size
+    if img.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8):
+        w, h = h, w
+    return w, h
 
 
 def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -42,14 +108,7 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
     truncated or non-image files and ``ImageTooLargeError`` above ``max_pixels``.
     """
     path = Path(path)
-    with _open(path) as img:
-        w, h = img.size
-        if w * h > max_pixels:
-            raise ImageTooLargeError(
-                f"{w}x{h} is {w * h / 1e6:.0f} megapixels, above the limit of {max_pixels / 1e6:.0f}; "
-                "raise the limit (--max-pixels) if you trust this file",
-                path,
-            )
+    with open_image(path, max_pixels=max_pixels) as img:
         try:
             img.load()
             img = ImageOps.exif_transpose(img)
@@ -60,11 +119,9 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
             ) from exc
 
 
-def _open(path: Path) -> Image.Image:
+def _open(fp, path) -> Image.Image:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return Image.open(path)
+        return Image.open(fp)
     except FileNotFoundError as exc:
         raise ImageReadError("file not found; check the path", path) from exc
     except IsADirectoryError as exc:

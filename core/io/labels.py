@@ -13,7 +13,8 @@ import numpy as np
 from PIL import Image
 
 from core.base.atomic import atomic_path
-from core.base.errors import LabelError
+from core.base.errors import ImageReadError, ImageTooLargeError, LabelError
+from core.io.images import DEFAULT_MAX_PIXELS, open_image
 
 VOID = 255
 
@@ -75,6 +76,40 @@ def classes_from_names(names: list[str] | tuple[str, ...]) -> list[LabelClass]:
     return [LabelClass(n, tuple(int(c) for c in VOC_PALETTE[i])) for i, n in enumerate(names)]
 
 
+def classes_to_data(classes: list[LabelClass]) -> list[dict]:
+    """Classes as a project's manifest and a checkpoint's metadata store them."""
+    return [{"name": c.name, "color": list(c.color)} for c in classes]
+
+
+def classes_from_data(data: object) -> list[LabelClass]:
+    """Classes from ``classes_to_data``'s form, every field checked; ``ValueError`` names the
+    first one that is wrong (the caller adds the file)."""
+    if not isinstance(data, list) or not 1 <= len(data) <= VOID:
+        count = len(data) if isinstance(data, list) else type(data).__name__
+        raise ValueError(f"'classes' must list 1 to 255 classes, not {count}")
+    classes = []
+    for i, entry in enumerate(data):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        color = entry.get("color") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"class {i} has the name {name!r}; a name is a non-empty text")
+        if not _is_colour(color):
+            raise ValueError(f"class {i} ({name}) has the colour {color!r}; use 3 whole numbers 0-255")
+        classes.append(LabelClass(name, tuple(color)))
+    names = [c.name for c in classes]
+    if repeated := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"class names repeat ({', '.join(repeated)}); each name must be unique")
+    return classes
+
+
+def _is_colour(value: object) -> bool:
+    return (
+        isinstance(value, list | tuple)
+        and len(value) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
+    )
+
+
 def read_class_file(path: str | Path) -> list[LabelClass]:
     """Read a class list: one name per line; blank lines and ``#`` comments are skipped."""
     path = Path(path)
@@ -113,7 +148,11 @@ def write_label(path: str | Path, label: np.ndarray, classes: list[LabelClass] |
 
 
 def read_label(
-    path: str | Path, num_classes: int | None = None, palette: np.ndarray | None = None
+    path: str | Path,
+    num_classes: int | None = None,
+    palette: np.ndarray | None = None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """Read a label map as ``HxW uint8``.
 
@@ -123,7 +162,7 @@ def read_label(
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with open_image(path, max_pixels=max_pixels) as img:
             img.load()
             mode = img.mode
             if mode in ("P", "L"):
@@ -141,8 +180,10 @@ def read_label(
                 label = arr.astype(np.uint8)
             else:
                 raise LabelError(f"unsupported label image mode {mode}; save it as a palette PNG", path)
-    except FileNotFoundError as exc:
-        raise LabelError("label file not found", path) from exc
+    except ImageTooLargeError:
+        raise
+    except ImageReadError as exc:
+        raise LabelError(str(exc).removeprefix(f"{path}: "), path) from exc
     except (OSError, SyntaxError) as exc:
         raise LabelError(f"not a readable label image ({exc}); re-export it as a palette PNG", path) from exc
     if num_classes is not None:
@@ -168,6 +209,19 @@ def rgb_to_label(rgb: np.ndarray, palette: np.ndarray | None, path: str | Path |
             path,
         )
     return lut[inverse].reshape(rgb.shape[:2]).astype(np.uint8)
+
+
+def check_label_size(
+    label: np.ndarray, image_size: tuple[int, int], label_path: str | Path, image_path: str | Path
+) -> None:
+    """Raise ``LabelError`` unless ``label`` (``HxW``) has the ``(width, height)`` of its image."""
+    w, h = image_size
+    if label.shape != (h, w):
+        raise LabelError(
+            f"the label is {label.shape[1]}x{label.shape[0]} but its image {Path(image_path).name} is "
+            f"{w}x{h}; fix the label or remove it",
+            label_path,
+        )
 
 
 def check_label_indices(label: np.ndarray, num_classes: int, path: str | Path | None = None) -> None:
