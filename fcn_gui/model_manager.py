@@ -13,7 +13,7 @@ from .runner import Runner
 
 
 class ModelManager(QObject):
-    """Holds the current ``SegmentationModel`` and its ``Predictor``.
+    """Holds the ``Predictor`` in use; ``model`` is its model (the only copy the app keeps).
 
     ``load`` builds or reads the model on a worker thread (importing torch there too, so the
     window appears first) and emits ``ready(info, device_name)`` or ``failed(message)``.
@@ -26,15 +26,19 @@ class ModelManager(QObject):
     def __init__(self, runner: Runner, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._runner = runner
-        self.model = None
         self.predictor = None
         self.checkpoint: Path | None = None
         self.device = "auto"
         self.tile: int | None = None
 
     @property
+    def model(self):
+        """The model in use: the predictor's own copy (in its device's precision)."""
+        return None if self.predictor is None else self.predictor.model
+
+    @property
     def info(self):
-        return None if self.model is None else self.model.info
+        return None if self.predictor is None else self.predictor.model.info
 
     def load(
         self, checkpoint: Path | None, classes: list[LabelClass], variant: str = SCRATCH_VARIANT
@@ -66,7 +70,7 @@ class ModelManager(QObject):
         self._start(build, None, f"Loading pretrained {backbone}…")
 
     def use(self, model, checkpoint: Path | None) -> None:
-        """Predict with ``model`` (a ``SegmentationModel`` this manager now owns), saved at ``checkpoint``."""
+        """Predict with ``model`` (the predictor takes its own copy), saved at ``checkpoint``."""
         self._start(lambda: model, checkpoint, "Switching to the improved model…")
 
     def _start(self, build, checkpoint: Path | None, text: str) -> None:
@@ -75,15 +79,14 @@ class ModelManager(QObject):
         def work():
             from core.inference.predictor import Predictor
 
-            model = build()
-            return model, Predictor(model, device=device, tile=tile), checkpoint
+            return Predictor(build(), device=device, tile=tile), checkpoint
 
         self.loading.emit(text)
         self._runner.call(work, "model-loader", on_result=self._on_loaded, on_error=self.failed.emit)
 
     def _on_loaded(self, value) -> None:
-        self.model, self.predictor, self.checkpoint = value
-        self.ready.emit(self.model.info, self.predictor.device_name)
+        self.predictor, self.checkpoint = value
+        self.ready.emit(self.info, self.predictor.device_name)
 
     def set_tile(self, tile: int | None) -> None:
         self.tile = tile

@@ -28,7 +28,7 @@ from core.compute.devices import (
 )
 from core.inference.blending import BLEND_DTYPE, TileBlender
 from core.inference.tiling import TileGrid, blend_window, make_grid
-from core.model.checkpoints import SegmentationModel
+from core.model.checkpoints import SegmentationModel, copy_model
 from core.model.networks import forward_scaled
 
 # Peak bytes per input pixel of one tile's forward pass in fp32, with its softmax copied to
@@ -52,7 +52,8 @@ class Prediction:
 
 
 class Predictor:
-    """Runs a ``SegmentationModel`` on images of any size.
+    """Runs a ``SegmentationModel`` on images of any size, with its own copy of the model
+    (``model``) in the device's dtype and layout: the caller's model is left as it was.
 
     ``tile`` is the largest tile side in pixels (default: the whole image when it fits the
     device's memory budget, else 1024); ``overlap`` is the number of pixels neighbouring tiles
@@ -90,10 +91,13 @@ class Predictor:
         if self.channels_last is None:
             # Measured: 0.86 s vs 1.20 s for FCN-8s at 500x500 on 2 CPU cores (oneDNN); always on CUDA.
             self.channels_last = self.device.type in ("cuda", "cpu")
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self.dtype = inference_dtype(self.device, self.precision)
-        # In place: the predictor owns the module; training always loads its own copy.
-        self.model.module.to(self.device, dtype=self.dtype, memory_format=fmt).eval()
+        # The predictor's own copy in its device, dtype and layout: the caller's model is never
+        # changed (it may be training, or predicting elsewhere in another precision).
+        self.model = copy_model(
+            self.model, device=self.device, dtype=self.dtype, channels_last=self.channels_last
+        )
+        self.model.module.eval()
         info = self.model.info
         self._mean = torch.tensor(info.mean, device=self.device).view(1, 3, 1, 1) * 255
         self._std = torch.tensor(info.std, device=self.device).view(1, 3, 1, 1) * 255

@@ -6,6 +6,7 @@ and ``.pth`` imports go through ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,6 +37,46 @@ class SegmentationModel:
 
     module: nn.Module
     info: ModelInfo
+
+
+def copy_model(
+    model: SegmentationModel,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    channels_last: bool = False,
+) -> SegmentationModel:
+    """A copy of ``model`` with its floating-point tensors in ``dtype`` on ``device``; ``model``
+    is left as it was.
+
+    The module's structure is copied without its tensors, then each tensor is converted once
+    into the copy, so the copy costs its own size only (a bf16 copy half an fp32 one), never
+    a full second copy first. Tensors shared within the module stay shared in the copy.
+    """
+    source = getattr(model.module, "module", model.module)  # unwrap DistributedDataParallel
+    tensors = [*source.parameters(), *source.buffers()]
+    module = copy.deepcopy(source, memo={id(t): t for t in tensors})  # the structure; tensors shared
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    converted: dict[int, torch.Tensor] = {}
+
+    def convert(value: torch.Tensor) -> torch.Tensor:
+        if id(value) not in converted:
+            new = value.detach().to(
+                device,
+                dtype if value.is_floating_point() else value.dtype,
+                memory_format=fmt if value.dim() == 4 else torch.preserve_format,
+                copy=True,
+            )
+            if isinstance(value, nn.Parameter):
+                new = nn.Parameter(new, requires_grad=value.requires_grad)
+            converted[id(value)] = new
+        return converted[id(value)]
+
+    for sub in module.modules():
+        for name, value in [*sub._parameters.items(), *sub._buffers.items()]:
+            if value is not None:
+                setattr(sub, name, convert(value))
+    return SegmentationModel(module, copy.deepcopy(model.info))
 
 
 def new_model(info: ModelInfo, *, init: str = "none", allow_download: bool = False) -> SegmentationModel:

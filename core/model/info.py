@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 
 from core.base.choices import UNET
 from core.base.errors import CheckpointError
-from core.io.labels import LabelClass, default_classes
+from core.io.labels import LabelClass, classes_from_data, classes_to_data, default_classes
 
 FORMAT = "fcn-gui-checkpoint"
 FORMAT_VERSION = 1
@@ -59,7 +59,7 @@ class ModelInfo:
 
     def to_json(self) -> str:
         data = asdict(self)
-        data["classes"] = [{"name": c.name, "color": list(c.color)} for c in self.classes]
+        data["classes"] = classes_to_data(self.classes)
         return json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **data})
 
     @classmethod
@@ -72,7 +72,7 @@ class ModelInfo:
                 raise CheckpointError(
                     f"written by a newer fcn-gui (format {data['version']}); update fcn-gui to load it", path
                 )
-            classes = [LabelClass(c["name"], tuple(c["color"])) for c in data["classes"]]
+            classes = classes_from_data(data["classes"])
             return cls(
                 variant=data["variant"],
                 backbone=data["backbone"],

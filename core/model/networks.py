@@ -101,7 +101,6 @@ class FCN(nn.Module):
         if variant == UNET:
             raise ValueError("the U-Net is not built on VGG16; use build_model('unet', ...)")
         self.variant = variant
-        self.num_classes = num_classes
         self.geometry = geometry
         caffe = geometry == "caffe"
         self.backbone = VGG16Trunk(first_padding=100 if caffe else 1)
@@ -109,30 +108,31 @@ class FCN(nn.Module):
         self.fc7 = nn.Conv2d(4096, 4096, kernel_size=1)
         self.drop6 = nn.Dropout(dropout)
         self.drop7 = nn.Dropout(dropout)
-        self.score = nn.Conv2d(4096, num_classes, kernel_size=1)
         for fc in (self.fc6, self.fc7):
             nn.init.normal_(fc.weight, std=0.01)
             nn.init.zeros_(fc.bias)
-        pad = 0 if caffe else 1
-        if variant in ("fcn16s", "fcn8s", "fcn4s"):
-            self.score_pool4 = nn.Conv2d(512, num_classes, kernel_size=1)
-            self.upscore2 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=pad, bias=False)
-        if variant in ("fcn8s", "fcn4s"):
-            self.score_pool3 = nn.Conv2d(256, num_classes, kernel_size=1)
-            self.upscore_pool4 = nn.ConvTranspose2d(
-                num_classes, num_classes, 4, stride=2, padding=pad, bias=False
-            )
-        if variant == "fcn4s":
-            if caffe:
-                raise ValueError("the FCN paper released no FCN-4s")
-            self.score_pool2 = nn.Conv2d(128, num_classes, kernel_size=1)
-            self.upscore_pool3 = nn.ConvTranspose2d(
-                num_classes, num_classes, 4, stride=2, padding=pad, bias=False
-            )
-        if caffe:
+        if variant == "fcn4s" and caffe:
+            raise ValueError("the FCN paper released no FCN-4s")
+        self.build_head(num_classes)
+
+    def build_head(self, num_classes: int) -> None:
+        """(Re)create the class-specific layers for ``num_classes``, initialised by ``reset_head``:
+        the score layers and the x2 upsamplers; the trunk, FC6 and FC7 are kept."""
+        self.num_classes = n = num_classes
+        pad = 0 if self.geometry == "caffe" else 1
+        self.score = nn.Conv2d(4096, n, kernel_size=1)
+        if self.variant in ("fcn16s", "fcn8s", "fcn4s"):
+            self.score_pool4 = nn.Conv2d(512, n, kernel_size=1)
+            self.upscore2 = nn.ConvTranspose2d(n, n, 4, stride=2, padding=pad, bias=False)
+        if self.variant in ("fcn8s", "fcn4s"):
+            self.score_pool3 = nn.Conv2d(256, n, kernel_size=1)
+            self.upscore_pool4 = nn.ConvTranspose2d(n, n, 4, stride=2, padding=pad, bias=False)
+        if self.variant == "fcn4s":
+            self.score_pool2 = nn.Conv2d(128, n, kernel_size=1)
+            self.upscore_pool3 = nn.ConvTranspose2d(n, n, 4, stride=2, padding=pad, bias=False)
+        if self.geometry == "caffe":
             s = self.output_stride
-            final = nn.ConvTranspose2d(num_classes, num_classes, 2 * s, stride=s, bias=False)
-            setattr(self, CAFFE_FINAL[variant], final)
+            setattr(self, CAFFE_FINAL[self.variant], nn.ConvTranspose2d(n, n, 2 * s, stride=s, bias=False))
         self.reset_head()
 
     @property
@@ -282,11 +282,7 @@ def build_model(
 def replace_classifier(model: nn.Module, num_classes: int) -> None:
     """Re-create the class-specific layers for a new class count, keeping everything else."""
     if isinstance(model, FCN):
-        fresh = FCN(model.variant, num_classes, geometry=model.geometry)
-        for name, module in fresh.named_children():
-            if name.startswith(("score", "upscore")):
-                setattr(model, name, module)
-        model.num_classes = num_classes
+        model.build_head(num_classes)
     elif isinstance(model, UNet):
         model.replace_head(num_classes)
     elif isinstance(model, TorchvisionFCN):

@@ -33,14 +33,14 @@ from core.base.choices import UNET
 from core.base.errors import TrainingError
 from core.base.progress import Progress
 from core.compute.devices import choose_device, prepare_device, training_precision_name
-from core.model.checkpoints import SegmentationModel
+from core.model.checkpoints import SegmentationModel, copy_model
 from core.training.evaluate import confusion
 from core.training.example_memory import ExampleMemory
 from core.training.history import LearningHistory
 from core.training.metrics import ConfusionMeter
 from core.training.sampling import CropSampler, Example, object_scale
 from core.training.step import StepRunner, build_optimizer, diverged, freeze, set_dropout
-from core.training.weight_average import WeightAverage
+from core.training.weight_average import averaged_model
 
 EVAL_SIDE = 1024  # held-out images larger than this are scored on their most labelled part
 # Scores come after at least this many times the last scoring's seconds of training, so
@@ -174,7 +174,9 @@ class ContinuousLearner:
             with contextlib.suppress(ValueError, KeyError):
                 self.opt.load_state_dict(optimizer_state)
         self.step_runner = StepRunner(self.net, self.opt, self.device, c.precision)
-        self._average = WeightAverage(self.net, c.average) if c.average else None
+        # What is scored and adopted: the moving average of the weights, or the latest ones.
+        self.average = averaged_model(self.net, c.average) if c.average else None
+        self.scored = self.average.module if self.average is not None else self.net
         self.sampler = CropSampler(
             c.crop, self.model.info.mean, self.model.info.std,
             wrong_share=c.wrong_share, all_orientations=c.all_orientations, seed=c.seed,
@@ -183,11 +185,15 @@ class ContinuousLearner:
             self.model.info.scale = c.scale
         self.sampler.zoom = self.model.info.scale
         self._scale_pending = c.scale is None and not model.info.trained
-        # The model in use, to score it on the held-out images.
+        # The model in use, to score it on the held-out images. Shaped like the learner's network
+        # and sharing its frozen tensors: it holds only what training changes.
+        self._frozen = {n: p for n, p in self.net.named_parameters() if not p.requires_grad}
+        self._scorer = self._scorer_shell()
         source = in_use if in_use is not None else model
-        self._scorer = copy.deepcopy(source.module).float().to(self.device).eval()
         self._scorer_scale = source.info.scale
         self._scorer_fits = source.info.num_classes == self.model.info.num_classes
+        if self._scorer_fits:
+            self._take_in_use(source.module)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         budget = None if c.memory_budget_mb is None else int(c.memory_budget_mb * 2**20)
@@ -269,17 +275,45 @@ class ContinuousLearner:
             heldout_images=len(heldout), train_seconds=self.train_seconds, score=self.score, **kw,
         )  # fmt: skip
 
+    def _scorer_shell(self) -> torch.nn.Module:
+        """A network shaped like the learner's that shares its frozen tensors."""
+        shell = copy.deepcopy(self.net, memo={id(p): p for p in self._frozen.values()}).eval()
+        shell.is_shell = True
+        return shell
+
+    def _take_in_use(self, module: torch.nn.Module) -> None:
+        """The scorer gets ``module``'s weights: a frozen tensor equal to the learner's stays
+        shared with it, everything else is copied in. A model in use of another architecture
+        (a checkpoint loaded since the learner's last run) is copied whole."""
+        state, mine = module.state_dict(), self.net.state_dict()
+        if state.keys() != mine.keys() or any(state[k].shape != mine[k].shape for k in mine):
+            self._scorer = copy.deepcopy(module).float().to(self.device).eval()
+            return
+        if not getattr(self._scorer, "is_shell", False):
+            self._scorer = self._scorer_shell()
+        own = dict(self._scorer.named_parameters()) | dict(self._scorer.named_buffers())
+        with torch.no_grad():
+            for name, value in state.items():
+                shared = self._frozen.get(name)
+                if shared is None:
+                    own[name].copy_(value)
+                    continue
+                same = value.data_ptr() == shared.data_ptr() or torch.equal(
+                    value.to(shared.device, shared.dtype), shared
+                )
+                if not same:
+                    shared = torch.nn.Parameter(value.to(self.device, torch.float32, copy=True), False)
+                owner, _, attr = name.rpartition(".")
+                setattr(self._scorer.get_submodule(owner), attr, shared)
+
     def _adopt(self, train: list, heldout: list, before: float | None, after: float | None) -> Adopted:
-        if not self._scorer_fits:
-            self._scorer = copy.deepcopy(self.net).float().eval()
-            self._scorer_fits = True
-        self._scorer.load_state_dict(self.net.state_dict())
+        self._take_in_use(self.scored)
+        self._scorer_fits = True
         self._scorer_scale = self.model.info.scale
         self._in_use_score = None if after is None else (frozenset(e.id for e in heldout), after)
-        info = copy.deepcopy(self.model.info)
-        info.trained = True
-        copy_ = SegmentationModel(copy.deepcopy(self.net).float().cpu().eval(), info)
-        copy_.module.to(memory_format=torch.contiguous_format)
+        copy_ = copy_model(SegmentationModel(self.scored, self.model.info), device="cpu")
+        copy_.module.eval()
+        copy_.info.trained = True
         path = None
         if self.history is not None:
             path = str(self.history.save_adopted(copy_, after, len(heldout), self.steps))
@@ -329,8 +363,8 @@ class ContinuousLearner:
                 loss = self.step_runner(images, masks, lambda v, f=first_loss: _check(v, f))
                 first_loss = loss if first_loss is None else first_loss
                 self.steps += 1
-                if self._average is not None:
-                    self._average.update()
+                if self.average is not None:
+                    self.average.update_parameters(self.net)
                 spent = time.perf_counter() - started
                 self.train_seconds += spent
                 since_adoption += spent
@@ -342,20 +376,18 @@ class ContinuousLearner:
                     since_eval = 0.0
                     scoring = time.perf_counter()
                     before = self._in_use(heldout)
-                    with self._averaged():
-                        self.score = self._score(self.net, heldout, self.model.info.scale)
-                        self._last_scoring = time.perf_counter() - scoring
-                        self.scoring_seconds += self._last_scoring
-                        since_progress += self._last_scoring
-                        scored = True
-                        if self.score > before + c.min_gain or np.isnan(before):
-                            since_adoption = since_progress = 0.0
-                            scored = False
-                            adopted = self._adopt(train, heldout, before, self.score)
+                    self.score = self._score(self.scored, heldout, self.model.info.scale)
+                    self._last_scoring = time.perf_counter() - scoring
+                    self.scoring_seconds += self._last_scoring
+                    since_progress += self._last_scoring
+                    scored = True
+                    if self.score > before + c.min_gain or np.isnan(before):
+                        since_adoption = since_progress = 0.0
+                        scored = False
+                        adopted = self._adopt(train, heldout, before, self.score)
                 elif not heldout and since_adoption >= c.budget_s:
                     since_adoption = 0.0
-                    with self._averaged():
-                        adopted = self._adopt(train, heldout, None, None)
+                    adopted = self._adopt(train, heldout, None, None)
                 if adopted is not None:
                     yield adopted
         finally:
@@ -363,10 +395,6 @@ class ContinuousLearner:
                 self.save_latest()
             with self._lock:
                 self._examples.delete_files()
-
-    def _averaged(self) -> contextlib.AbstractContextManager:
-        """The weights to score and adopt: the average when there is one, else the latest."""
-        return self._average.swapped_in() if self._average is not None else contextlib.nullcontext()
 
     def save_latest(self) -> None:
         """Keep the learner's weights, optimizer state and split (done on close and when resting)."""

@@ -1,4 +1,7 @@
 import copy
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +11,8 @@ from core.base.choices import VARIANTS
 from core.model.checkpoints import new_model
 from core.model.info import ModelInfo
 from core.model.networks import FCN, bilinear_kernel, build_model, count_parameters, replace_classifier
+
+ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +131,27 @@ def test_replace_classifier_keeps_the_trunk(models):
     assert model.score.out_channels == 2 and model.score_pool4.out_channels == 2
     assert torch.equal(model.fc7.weight, before)
     assert model(torch.randn(1, 3, 40, 40)).shape == (1, 2, 40, 40)
+
+
+REPLACE_HEAD = """
+import resource
+from core.model.networks import build_model, replace_classifier
+model = build_model("fcn8s", num_classes=21)
+trunk, before = model.fc6.weight, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+replace_classifier(model, 3)
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(f"{grown:.0f}", model.fc6.weight is trunk, model.score.out_channels, model.upscore2.out_channels)
+"""
+
+
+def test_a_new_class_list_builds_only_the_new_head():
+    """Not a whole 134 M-parameter FCN (0.5 GB) to take its score layers from: the peak memory
+    stays where it was, measured in a fresh process."""
+    result = subprocess.run([sys.executable, "-c", REPLACE_HEAD], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    grown_mb, kept, score, upscore = result.stdout.split()
+    assert (kept, score, upscore) == ("True", "3", "3")
+    assert int(grown_mb) < 50, f"peak memory grew by {grown_mb} MB"
 
 
 def test_bad_arguments_are_explained():
