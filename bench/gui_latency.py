@@ -64,7 +64,8 @@ def main() -> None:
     wait_for(app, lambda: window.session.models.predictor is not None)
     # fcn_gui.preload imports the learner a second after the model is ready: done by the time
     # a user has chosen a folder
-    wait_for(app, lambda: "core.training.learner" in sys.modules and "preload" not in window.session.runner.names())
+    runner = window.session.runner
+    wait_for(app, lambda: "core.training.learner" in sys.modules and "preload" not in runner.names())
 
     timer, gaps = stall_meter()
     timer.start(1)
@@ -187,7 +188,7 @@ def learning(app: QApplication, tmp: Path) -> None:
 
     def predict_seconds() -> float:
         t = time.perf_counter()
-        session.predict_current()
+        session.predictions.predict_current()
         wait_for(app, lambda: session.queue.busy)
         wait_for(app, lambda: not session.queue.busy)
         return time.perf_counter() - t

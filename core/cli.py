@@ -9,7 +9,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop after this many seconds (the checkpoints are still written)",
     )
+    tr.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="repeatable on CUDA too (no cuDNN autotuning, no TF32, deterministic kernels): slower",
+    )
     _device_args(tr)
     _precision_arg(tr)
     tr.set_defaults(func=cmd_train)
@@ -235,27 +240,38 @@ def warn(message: str) -> None:
     print(f"fcn-gui: warning: {message}", file=sys.stderr)
 
 
-def run_with_progress(gen: Generator, *, unit: str, desc: str, disable: bool = False) -> Any:
+def run_with_progress(
+    gen: Generator,
+    *,
+    unit: str,
+    desc: str,
+    disable: bool = False,
+    postfix: Callable[[Any], dict] | None = None,
+) -> Any:
     """Drive a core progress generator under a tqdm bar; return its result.
 
-    Ctrl+C closes the generator first, so its cleanup runs before the interrupt propagates.
+    ``postfix(event)`` gives values shown after the bar (the loss, a score). Ctrl+C closes the
+    generator first, so its cleanup runs before the interrupt propagates.
     """
     from tqdm import tqdm
 
+    from core.base.progress import drain
+
     # disable=None: no bar when stderr is not a terminal (logs, pipes), as with most tools
     bar = tqdm(total=0, unit=unit, desc=desc, disable=True if disable else None, dynamic_ncols=True)
+
+    def show(event) -> None:
+        if event.total and bar.total != event.total:
+            bar.total = event.total
+        bar.n = event.done
+        if postfix is not None:
+            bar.set_postfix(postfix(event), refresh=False)
+        elif event.message:
+            bar.set_postfix_str(event.message[-40:], refresh=False)
+        bar.refresh()
+
     try:
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            if event.total and bar.total != event.total:
-                bar.total = event.total
-            bar.n = event.done
-            if event.message:
-                bar.set_postfix_str(event.message[-40:], refresh=False)
-            bar.refresh()
+        return drain(gen, show)
     finally:
         gen.close()
         bar.close()
@@ -341,25 +357,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """``fcn-gui import``: VOC dataset, labelme JSON files or index masks -> project."""
-    from core.formats.labelme import import_labelme, is_labelme_folder
-    from core.formats.masks import import_masks, is_mask_folder
-    from core.formats.voc import import_voc
+    from core.formats.detect import import_any
 
-    if is_labelme_folder(args.voc_dir):
-        report = run_with_progress(
-            import_labelme(args.voc_dir, args.project, args.classes), unit="img", desc="import"
-        )
-        report.project.close()
-        print(f"project {report.project.root}: {report.summary()}")
-        return 1 if report.broken else 0
-    if args.classes is not None:
-        raise FcnGuiError("--classes is for labelme JSON folders; VOC and mask folders name their classes")
-    gen = import_masks if is_mask_folder(args.voc_dir) else import_voc
-    project = run_with_progress(gen(args.voc_dir, args.project), unit="img", desc="import")
-    counts = project.counts()
+    gen = import_any(args.voc_dir, args.project, args.classes)
+    report = run_with_progress(gen, unit="img", desc="import")
+    project = report.project
     project.close()
-    print(f"project {project.root}: {len(project.images)} images, {counts['reviewed']} reviewed")
-    return 0
+    print(f"project {project.root}: {report.summary()}")
+    return 1 if report.skipped else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -390,30 +395,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         time_budget_s=args.time_budget,
+        deterministic=args.deterministic,
     )
-    from tqdm import tqdm
-
     from core.compute.distributed import distributed_rank
 
     rank = distributed_rank()[0]
     print(f"training on {len(data.train)} images, validating on {len(data.val)} ({data.description})")
+    score = {"val_miou": "-"}  # the latest validation, shown until the next
+
+    def postfix(event) -> dict:
+        if event.val_miou is not None:
+            score["val_miou"] = f"{event.val_miou:.3f}"
+        return {"loss": f"{event.loss:.4f}", **score}
+
     gen = train(config, data)
-    bar = tqdm(total=0, unit="step", desc="train", disable=True if rank != 0 else None, dynamic_ncols=True)
-    miou = None
-    try:
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            bar.total = event.total
-            bar.n = event.done
-            miou = event.val_miou if event.val_miou is not None else miou
-            bar.set_postfix(loss=f"{event.loss:.4f}", val_miou="-" if miou is None else f"{miou:.3f}")
-    finally:
-        gen.close()
-        bar.close()
+    result = run_with_progress(gen, unit="step", desc="train", disable=rank != 0, postfix=postfix)
     if rank == 0:
         best = "n/a (no validation images)" if result.best_miou is None else f"{result.best_miou:.4f}"
         print(f"{result.steps} steps; best validation mIoU {best}; best: {result.best}; last: {result.last}")

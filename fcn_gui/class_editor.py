@@ -53,14 +53,14 @@ class ClassEditor(QObject):
         session.queue.cancel_all()
         session.queue.wait()
         current = session.doc.image_id if session.doc else None
-        session.put_away_document()
+        session.documents.put_away()
         session.frozen = f"the removal of class '{name}'"
 
         def finished() -> None:
             session.frozen = None
             self._announce()
             if current is not None and session.project is project:
-                session.show_image(current)
+                session.documents.show(current)
 
         session.runner.start(
             lambda: project.iter_remove_class(index, remap_to),

@@ -12,6 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject
 
 from core.base.errors import FcnGuiError
+from core.formats.detect import dataset_root
 from core.io.images import IMAGE_SUFFIXES
 from core.store.project import Project
 
@@ -59,9 +60,7 @@ class FileJobs(QObject):
 
     def import_folder(self, folder: Path) -> None:
         """Import a VOC dataset, labelme JSON files or index masks as a project, then open it."""
-        from core.formats.labelme import import_labelme, is_labelme_folder
-        from core.formats.masks import import_masks, is_mask_folder
-        from core.formats.voc import import_voc
+        from core.formats.detect import import_any
         from core.store.project import project_home_for
 
         target = project_home_for(folder)
@@ -69,18 +68,15 @@ class FileJobs(QObject):
             self.open_paths([target])
             return
         session = self.session
-        if is_labelme_folder(folder):
 
-            def opened(report) -> None:
-                session.open_project(report.project)
-                if report.broken:
-                    session.error.emit(report.summary())
+        def opened(report) -> None:
+            session.open_project(report.project)
+            if report.skipped:
+                session.error.emit(report.summary())
 
-            job, on_result = (lambda: import_labelme(folder, target)), opened
-        else:
-            kind = import_masks if is_mask_folder(folder) else import_voc
-            job, on_result = (lambda: kind(folder, target)), session.open_project
-        session.runner.start(job, f"Importing {folder.name}", on_result=on_result, visible=True)
+        session.runner.start(
+            lambda: import_any(folder, target), f"Importing {folder.name}", on_result=opened, visible=True
+        )
 
     def export_voc(self, folder: str | Path, *, reviewed_only: bool) -> None:
         """Write the project as a VOC dataset into ``folder``."""
@@ -114,23 +110,3 @@ class FileJobs(QObject):
         """Use the checkpoint at ``path``."""
         self.session.queue.cancel_all()
         self.session.models.load(Path(path), self.session.classes())
-
-
-def dataset_root(folder: Path, *, masks: bool = True) -> Path:
-    """The root of the annotations in ``folder`` that can be imported: a VOC dataset, a labelme
-    JSON folder, or (with ``masks``) images/ + masks/. Raises ``DatasetError`` naming the layouts."""
-    from core.base.errors import DatasetError
-    from core.formats.labelme import is_labelme_folder
-    from core.formats.masks import is_mask_folder
-    from core.formats.voc import find_voc_root
-
-    if is_labelme_folder(folder) or (masks and is_mask_folder(folder)):
-        return folder
-    try:
-        return find_voc_root(folder)
-    except DatasetError:
-        raise DatasetError(
-            "nothing to import here: pick a VOC dataset (JPEGImages/ + SegmentationClass/), a folder of "
-            "labelme JSON files, or a folder with images/ + masks/",
-            folder,
-        ) from None

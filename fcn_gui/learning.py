@@ -1,15 +1,15 @@
-"""Continuous learning in the app: one background ``ContinuousLearner`` while a project is open.
+"""Continuous learning in the app: one background learner while a project is open.
 
-The controller feeds it the images the user marks reviewed (and takes back those they edit
-again), hands adopted models to the session (which re-predicts what the user has not
-touched), and keeps the history in ``PROJECT/learning``. Files are read and models built on
-the learner's worker thread; the GUI thread only queues ids and receives events.
+The controller wires the session to the engine's project learner
+(``core.training.project_learner``): it queues the images the user marks reviewed (and takes
+back those they edit again), hands adopted models to the session (which re-predicts what the
+user has not touched), and shows the history kept in ``PROJECT/learning``. The learner is
+built and fed on its worker thread; the GUI thread only queues ids and receives events.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from pathlib import Path
 
@@ -33,24 +33,25 @@ class LearningController(QObject):
 
     def __init__(self, session, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        from core.training.review_feed import ReviewFeed
+
         self.session = session
         self.enabled = True
         self.config = None  # a core.training.learner.LearnerConfig; None: its defaults
+        self.feed = ReviewFeed()
         self._thread: GeneratorThread | None = None
         self._learner = None
-        self._changes: list[tuple[str, str, np.ndarray | None]] = []
-        self._changes_lock = threading.Lock()
         self._last_event = 0.0
         self._restart_from: str | None = None
         self.paused = False
         self.all_orientations = False
         self._failed = False  # no automatic restart after an error until the next review
+        self._num_classes = 0
         session.reviewed.connect(self._on_reviewed)
-        session.unreviewed.connect(self._on_unreviewed)
+        session.unreviewed.connect(self.feed.unreviewed)
         session.project_changed.connect(self._on_project_changed)
         session.models.ready.connect(lambda *_: self.start_if_ready())
         session.classes_changed.connect(self._on_classes_changed)
-        self._num_classes = 0
 
     # --- state ---------------------------------------------------------------------------
     @property
@@ -69,7 +70,7 @@ class LearningController(QObject):
         from core.training.history import LearningHistory
 
         project = self.session.project
-        return None if project is None else LearningHistory(project.root / "learning")
+        return None if project is None else LearningHistory.of(project.root)
 
     def set_enabled(self, on: bool) -> None:
         """The "Learn from my corrections" switch."""
@@ -92,14 +93,9 @@ class LearningController(QObject):
 
     # --- reviews in and out --------------------------------------------------------------
     def _on_reviewed(self, image_id: str, label: np.ndarray) -> None:
-        with self._changes_lock:
-            self._changes.append(("add", image_id, label))
+        self.feed.reviewed(image_id, label)
         self._failed = False
         self.start_if_ready()
-
-    def _on_unreviewed(self, image_id: str) -> None:
-        with self._changes_lock:
-            self._changes.append(("remove", image_id, None))
 
     def _on_classes_changed(self) -> None:
         project = self.session.project
@@ -108,8 +104,7 @@ class LearningController(QObject):
 
     def _on_project_changed(self) -> None:
         self.stop()
-        with self._changes_lock:
-            self._changes.clear()
+        self.feed.reset()
         self.history_changed.emit()
         self.start_if_ready()
 
@@ -126,85 +121,35 @@ class LearningController(QObject):
         self._start(project)
 
     def _start(self, project) -> None:
-        history = self.history()
         in_use = self.session.models.model
         restart_from, self._restart_from = self._restart_from, None
-        reviewed = [e.id for e in project.images if e.state == "reviewed"]
-        with self._changes_lock:
-            self._changes = [("add", i, None) for i in reviewed]
+        self.feed.reset([e.id for e in project.images if e.state == "reviewed"])
         config, device, all_orientations = self.config, self.session.models.device, self.all_orientations
-        num_classes = self._num_classes = len(project.classes)
+        self._num_classes = len(project.classes)
 
         def work():
             # Imported here, on the worker (and ahead of time by fcn_gui.preload): its first
             # import froze the window for 1.4-2.2 s at the first review.
-            from core.model.checkpoints import SegmentationModel, load_checkpoint
-            from core.model.networks import replace_classifier
-            from core.training.learner import ContinuousLearner, LearnerConfig
+            from core.training.learner import LearnerConfig
+            from core.training.project_learner import learn
 
             options = dataclasses.replace(
                 config or LearnerConfig(device=device), all_orientations=all_orientations
             )
-            saved = None if restart_from else history.load_latest(num_classes)
-            if restart_from:
-                start, optim, state = load_checkpoint(restart_from), None, _state(history)
-            elif saved is not None:
-                start, optim, state = saved
-            else:
-                start, optim, state = in_use, None, _state(history)
-            if start.info.num_classes != num_classes:
-                import copy
-
-                start = SegmentationModel(copy.deepcopy(start.module).float(), copy.deepcopy(start.info))
-                replace_classifier(start.module, num_classes)
-                start.info.classes = list(project.classes)
-            scored = start if restart_from else in_use  # the model in use once the roll-back loads
-            learner = ContinuousLearner(
-                start, options, history=history, optimizer_state=optim, state=state, in_use=scored
-            )
-            learner.yield_to = self.session.waiting_for_prediction
-            if self.paused:
-                learner.pause()
-            self._learner = learner
-            run = learner.run()
-            try:
-                while True:
-                    self._apply_changes(project, learner)
-                    yield next(run)
-            finally:
-                run.close()
-                self._learner = None
+            return (yield from learn(project, in_use, options, self.feed, restart_from=restart_from,
+                                     started=self._started))  # fmt: skip
 
         self.running_changed.emit(True)
         self._thread = self.session.runner.start(
             work, "learner", on_yield=self._on_event, on_error=self._on_error, on_finished=self._on_finished
         )
 
-    def _apply_changes(self, project, learner) -> None:
-        """On the worker: read the images (and earlier predictions) of queued reviews."""
-        from core.base.errors import FcnGuiError
-        from core.io.images import read_image
-        from core.training.sampling import Example
-
-        with self._changes_lock:
-            changes, self._changes = self._changes, []
-        for kind, image_id, label in changes:
-            if kind == "remove":
-                learner.remove(image_id)
-                continue
-            try:
-                entry = project.entry(image_id)
-                image = read_image(project.image_path(entry))
-                label = project.load_label(entry) if label is None else label
-                if label is None or label.shape != image.shape[:2]:
-                    continue
-                predicted = project.load_prediction(entry)
-                wrong = (
-                    predicted != label if predicted is not None and predicted.shape == label.shape else None
-                )
-                learner.add(Example(image_id, image, label, wrong))
-            except (FcnGuiError, ValueError, OSError):
-                continue  # an image that cannot be read is reported when the user opens it
+    def _started(self, learner) -> None:
+        """On the worker, before the learner's first step: the app's part of its settings."""
+        learner.yield_to = self.session.predictions.waiting_for_current
+        if self.paused:
+            learner.pause()
+        self._learner = learner
 
     # --- events --------------------------------------------------------------------------
     def _on_event(self, event) -> None:
@@ -217,7 +162,7 @@ class LearningController(QObject):
             self.history_changed.emit()
             self.event.emit(event)
             return
-        self.session.set_learner_busy(event.state in ("training", "waiting"))
+        self.session.predictions.set_learner_busy(event.state in ("training", "waiting"))
         now = time.monotonic()
         if event.state != "training" or now - self._last_event >= EVENT_INTERVAL_S:
             self._last_event = now
@@ -229,7 +174,8 @@ class LearningController(QObject):
 
     def _on_finished(self) -> None:
         self._thread = None
-        self.session.set_learner_busy(False)
+        self._learner = None
+        self.session.predictions.set_learner_busy(False)
         self.running_changed.emit(False)
         self.history_changed.emit()
         if not self._failed:
@@ -255,13 +201,3 @@ class LearningController(QObject):
         """Block until stopped."""
         if self._thread is not None:
             self.session.runner.finish(self._thread)
-
-
-def _state(history) -> dict:
-    """The held-out split saved earlier, even when the latest weights are not reused."""
-    import json
-
-    try:
-        return json.loads(history.state_path.read_text())
-    except (OSError, ValueError):
-        return {}

@@ -65,7 +65,7 @@ class MainWindow(QMainWindow):
         self.settings.restore_window(self)
         self.autosave = QTimer(self)
         self.autosave.setInterval(AUTOSAVE_MS)
-        self.autosave.timeout.connect(s.save_current)
+        self.autosave.timeout.connect(s.documents.save_current)
         self.autosave.start()
         self.select_tool("brush")
         path = self.settings.get("checkpoint", "", str)
@@ -74,7 +74,7 @@ class MainWindow(QMainWindow):
     # --- construction -------------------------------------------------------------------
     def _make_docks(self) -> None:
         self.image_panel = ImageListPanel(self.session.runner)
-        self.image_panel.older = self.session.older
+        self.image_panel.older = self.session.predictions.older
         self.class_panel = ClassPanel()
         self.model_panel = ModelPanel()
         self.view_panel = ViewPanel(self.settings)
@@ -95,8 +95,9 @@ class MainWindow(QMainWindow):
             "open_folder": lambda: self._open([dialogs.ask_folder(self, "Open an image folder", start())]),
             "open_project": lambda: self._open([dialogs.ask_folder(self, "Open a project folder", start())]),
             "import": self.import_dialog, "export": self.export_dialog, "quit": self.close,
-            "prev": lambda: self.go(-1), "next": lambda: self.go(1), "reviewed": s.mark_reviewed,
-            "predict": s.predict_current, "predict_all": self.predict_all, "cancel": self.cancel_work,
+            "prev": lambda: self.go(-1), "next": lambda: self.go(1), "reviewed": s.documents.mark_reviewed,
+            "predict": s.predictions.predict_current, "predict_all": self.predict_all,
+            "cancel": self.cancel_work,
             "load_checkpoint": self.load_checkpoint_dialog, "download": self.download_dialog,
             "fit": self.canvas.fit, "actual": self.canvas.actual_size,
             "zoom_in": lambda: self.canvas.zoom_by(1.25), "zoom_out": lambda: self.canvas.zoom_by(0.8),
@@ -123,7 +124,7 @@ class MainWindow(QMainWindow):
         s.message.connect(lambda text: st.showMessage(text, 5000))
         s.error.connect(self.show_error)
         s.confirm_replace.connect(
-            lambda job, pred: dialogs.ask_replace(self, job.image_id) and s.apply_prediction(job, pred)
+            lambda job, pred: dialogs.ask_replace(self, job.image_id) and s.predictions.apply(job, pred)
         )
         s.model_changed.connect(st.show_learning)
         s.models.ready.connect(self._on_model_ready)
@@ -136,7 +137,7 @@ class MainWindow(QMainWindow):
         s.runner.job_progress.connect(st.show_progress)
         s.runner.jobs_idle.connect(self._maybe_idle)
         st.cancel_requested.connect(self.cancel_work)
-        self.image_panel.activated.connect(s.show_image)
+        self.image_panel.activated.connect(s.documents.show)
         self.class_panel.current_changed.connect(lambda i: setattr(self, "current_class", i))
         self.class_panel.add_requested.connect(self.classes.add)
         self.class_panel.rename_requested.connect(self.classes.rename)
@@ -166,10 +167,10 @@ class MainWindow(QMainWindow):
         v.threshold_changed.connect(lambda t: s.doc and s.doc.set_unsure_threshold(t))
         v.size_changed.connect(self._on_size)
         v.erase_to_void_changed.connect(lambda on: setattr(self.tools["eraser"], "to_void", on))
-        v.predict_ahead.toggled.connect(lambda on: setattr(s, "predict_ahead", on))
-        v.least_confident.toggled.connect(s.set_least_confident_next)
-        s.predict_ahead = v.predict_ahead.isChecked()
-        s.least_confident_next = v.least_confident.isChecked()
+        v.predict_ahead.toggled.connect(lambda on: setattr(s.predictions, "predict_ahead", on))
+        v.least_confident.toggled.connect(s.navigation.set_least_confident_next)
+        s.predictions.predict_ahead = v.predict_ahead.isChecked()
+        s.navigation.least_confident_next = v.least_confident.isChecked()
         self.canvas.set_opacity(v.opacity.value() / 100)
         self.class_panel.set_classes(s.classes())
 
@@ -204,7 +205,7 @@ class MainWindow(QMainWindow):
             self.files.download(*choice)
 
     def predict_all(self) -> None:
-        if n := self.session.predict_all():
+        if n := self.session.predictions.predict_all():
             self.status.showMessage(f"Predicting {n} images in the background", 5000)
 
     def cancel_work(self) -> None:
@@ -213,8 +214,8 @@ class MainWindow(QMainWindow):
         self.status.showMessage("Cancelled", 3000)
 
     def go(self, step: int) -> None:
-        if (target := self.session.neighbour(step)) is not None:
-            self.session.show_image(target)
+        if (target := self.session.navigation.neighbour(step)) is not None:
+            self.session.documents.show(target)
 
     def select_tool(self, name: str) -> None:
         tool = self.tools[name]
@@ -283,7 +284,8 @@ class MainWindow(QMainWindow):
             self.model_panel.show_warning(why)
 
     def _show_corrections(self) -> None:
-        self.learning_panel.corrections.set_values(self.session.corrections())
+        project = self.session.project
+        self.learning_panel.corrections.set_values(project.corrections() if project else [])
 
     def _on_prediction_started(self, image_id: str) -> None:
         left = len(self.session.queue.pending)

@@ -13,6 +13,8 @@ from typing import Any
 
 from PySide6.QtCore import QThread, Signal
 
+from core.base.progress import drain
+
 
 class GeneratorThread(QThread):
     """A thread that drives ``factory()``'s generator to its end.
@@ -44,23 +46,28 @@ class GeneratorThread(QThread):
         gen = None
         try:
             gen = self._factory()
-            while True:
-                if self._cancel:
-                    gen.close()
-                    self.cancelled.emit()
-                    return
-                try:
-                    event = next(gen)
-                except StopIteration as stop:
-                    self.result.emit(stop.value)
-                    return
-                self.yielded.emit(event)
-                done, total, message = _unpack(event)
-                self.progress.emit(done, total, message)
+            self._stop_if_cancelled()
+            self.result.emit(drain(gen, self._report))
+        except _CancelledError:
+            gen.close()
+            self.cancelled.emit()
         except Exception as exc:
             if gen is not None:
                 gen.close()
             self.error.emit(_describe(exc))
+
+    def _report(self, event: Any) -> None:
+        self.yielded.emit(event)
+        self.progress.emit(*_unpack(event))
+        self._stop_if_cancelled()
+
+    def _stop_if_cancelled(self) -> None:
+        if self._cancel:
+            raise _CancelledError
+
+
+class _CancelledError(Exception):
+    """Raised between two steps of the generator once ``cancel`` was asked for."""
 
 
 def _unpack(event: Any) -> tuple[int, int, str]:
@@ -77,13 +84,3 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, MemoryError):
         return "out of memory; close other programs or use smaller tiles (Model > Tile size)"
     return f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=4)}"
-
-
-def run_in_thread(factory: Callable[[], Any], name: str = "worker", parent=None) -> GeneratorThread:
-    """A ``GeneratorThread`` for a plain function: its return value is the result."""
-
-    def gen() -> Generator[None, None, Any]:
-        return factory()
-        yield  # pragma: no cover - makes this a generator
-
-    return GeneratorThread(gen, name, parent)

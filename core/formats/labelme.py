@@ -11,22 +11,21 @@ file is missing, the image embedded as ``imageData``, which is written into the 
 from __future__ import annotations
 
 import base64
-import io
 import json
 import math
-from collections.abc import Generator
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from core.base.atomic import atomic_path
-from core.base.errors import DatasetError, LabelError
+from core.base.errors import DatasetError, ImageReadError, ImageTooLargeError, LabelError
 from core.base.progress import Progress
-from core.io.images import is_image_path
+from core.formats.importing import ImportItem, ImportReport, import_items
+from core.io.images import displayed_size, image_size, is_image_path, open_image
 from core.io.labels import VOID, classes_from_names, read_class_file
-from core.store.project import Project, building
 
 LINE_WIDTH = 10
 POINT_RADIUS = 5
@@ -44,24 +43,6 @@ class LabelmeFile:
     height: int
     width: int
     shapes: list[dict]
-
-
-@dataclass
-class LabelmeImport:
-    """What an import made: the project, and the JSON files it could not use (with why)."""
-
-    project: Project
-    imported: int = 0
-    unlabelled: int = 0
-    broken: list[tuple[Path, str]] = field(default_factory=list)
-
-    def summary(self) -> str:
-        text = f"{self.imported} labelled images imported as reviewed, {self.unlabelled} without one as new"
-        if self.broken:
-            text += f", {len(self.broken)} JSON files skipped:" + "".join(
-                f"\n  {p}: {why}" for p, why in self.broken
-            )
-        return text
 
 
 def is_labelme_folder(folder: str | Path) -> bool:
@@ -85,16 +66,18 @@ def read_labelme(path: str | Path) -> LabelmeFile:
             raise TypeError("'shapes' is not a list")
         image = path.parent / data["imagePath"] if data.get("imagePath") else None
         embedded = base64.b64decode(data["imageData"]) if data.get("imageData") else None
+        # labelme draws on the image as shown: an EXIF-rotated photo's displayed size.
         if image is not None and image.exists():
-            with Image.open(image) as img:
-                width, height = img.size
+            width, height = image_size(image)
         elif embedded is not None:
-            with Image.open(io.BytesIO(embedded)) as img:
-                width, height = img.size
+            with open_image(embedded, name=f"{path} (its embedded image)") as img:
+                width, height = displayed_size(img)
         else:
             raise FileNotFoundError(f"its image {data.get('imagePath')!r} is missing and none is embedded")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise LabelError(f"not a usable labelme file ({exc})", path) from exc
+    except ImageTooLargeError:
+        raise
+    except (ImageReadError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise LabelError(f"not a usable labelme file ({str(exc).removeprefix(f'{path}: ')})", path) from exc
     stated = (data.get("imageHeight"), data.get("imageWidth"))
     if all(stated) and (int(stated[0]), int(stated[1])) != (height, width):
         raise LabelError(f"the JSON says {stated[1]}x{stated[0]} but its image is {width}x{height}", path)
@@ -131,7 +114,8 @@ def shape_mask(shape: dict, height: int, width: int) -> np.ndarray:
 
 
 def _mask_shape(shape: dict, points: list, height: int, width: int) -> np.ndarray:
-    patch = np.asarray(Image.open(io.BytesIO(base64.b64decode(shape["mask"])))).astype(bool)
+    with open_image(base64.b64decode(shape["mask"]), name="its embedded mask") as img:
+        patch = np.asarray(img).astype(bool)
     if patch.ndim == 3:
         patch = patch.any(axis=2)
     (x1, y1) = (round(points[0][0]), round(points[0][1]))
@@ -156,6 +140,8 @@ def rasterise(doc: LabelmeFile, class_index: dict[str, int]) -> np.ndarray:
             )
         try:
             label[shape_mask(shape, doc.height, doc.width)] = class_index[name]
+        except ImageReadError as exc:  # a mask shape's embedded PNG: too large, or not a PNG
+            raise type(exc)(f"shape {i + 1} ({name!r}): {exc}", doc.path) from exc
         except (ValueError, KeyError, OSError) as exc:
             raise LabelError(f"shape {i + 1} ({name!r}) is malformed ({exc})", doc.path) from exc
     return label
@@ -172,7 +158,7 @@ def class_index_for(names: list[str]) -> dict[str, int]:
 
 def import_labelme(
     folder: str | Path, project_dir: str | Path, class_file: str | Path | None = None
-) -> Generator[Progress, None, LabelmeImport]:
+) -> Generator[Progress, None, ImportReport]:
     """Make a project from a folder of labelme JSON files (and the images beside them).
 
     Labelled images become ``reviewed``; images without a JSON become ``new``; a broken JSON
@@ -180,51 +166,46 @@ def import_labelme(
     stops the import, naming the file and the label.
     """
     folder = Path(folder)
-    jsons = sorted(folder.glob("*.json"))
     docs, broken = [], []
-    for path in jsons:
+    for path in sorted(folder.glob("*.json")):
         try:
             docs.append(read_labelme(path))
         except LabelError as exc:
             broken.append((path, str(exc).removeprefix(f"{path}: ")))
     if not docs:
-        raise DatasetError("no usable labelme JSON file here; pick the folder with the .json files", folder)
+        reasons = "; ".join(f"{p.name}: {why}" for p, why in broken[:5])
+        more = f" (and {len(broken) - 5} more)" if len(broken) > 5 else ""
+        found = f": {reasons}{more}" if broken else "; pick the folder with the .json files"
+        raise DatasetError(f"no usable labelme JSON file here{found}", folder)
     if class_file is not None:
         names = [c.name for c in read_class_file(class_file)]
     else:
-        found = sorted({str(s.get("label", "")) for d in docs for s in d.shapes} - {IGNORE, BACKGROUND})
-        names = ["background", *found]
+        labels = {str(s.get("label", "")) for d in docs for s in d.shapes}
+        names = ["background", *sorted(labels - {IGNORE, BACKGROUND})]
     index = class_index_for(names)
     if class_file is None:
         index[BACKGROUND] = 0
     classes = classes_from_names([n for n in names if n != IGNORE])
-    with building(project_dir, classes) as project:  # a bad shape discards the whole import
-        report = LabelmeImport(project, broken=broken)
-        used = set()
-        for done, doc in enumerate(docs, start=1):
+    used = {d.image.resolve() for d in docs if d.image is not None}
+    others = [p for p in sorted(folder.iterdir()) if is_image_path(p) and p.resolve() not in used]
+    embedded = Path(project_dir) / "images"  # inside the project: an import that fails removes it
+
+    def items() -> Iterator[ImportItem]:
+        for doc in docs:  # the id is the JSON's name, as labelme2voc gives it
             label = rasterise(doc, index)
-            image = doc.image or _write_embedded(doc, project.root / "images")
-            used.add(image.resolve())
-            entries = project.add_images([image])
-            if not entries:
-                why = f"its image {image.name} is labelled by another JSON already"
-                report.broken.append((doc.path, why))
-                continue
-            project.rename_image(entries[0], doc.path.stem)  # the id labelme2voc gives it
-            project.set_label(entries[0], label, "reviewed")
-            report.imported += 1
-            yield Progress(done, len(docs), doc.path.name)
-        others = [p for p in sorted(folder.iterdir()) if is_image_path(p) and p.resolve() not in used]
-        for entry in project.add_images(others):
-            report.unlabelled += 1
-            project.rename_image(entry, project.image_path(entry).stem)
-    return report
+            yield ImportItem(doc.image or _write_embedded(doc, embedded), doc.path.stem, label, doc.path)
+        for image in others:
+            yield ImportItem(image, image.stem)
+
+    return (yield from import_items(project_dir, classes, items(), len(docs) + len(others), broken))
 
 
 def _write_embedded(doc: LabelmeFile, folder: Path) -> Path:
-    """Save an image that exists only inside its JSON as ``folder/<json stem>.png``."""
-    with Image.open(io.BytesIO(doc.image_data)) as img:
+    """Save an image that exists only inside its JSON as ``folder/<json stem>.png``, turned as
+    it is shown (labelme's shapes are drawn on the displayed image)."""
+    with open_image(doc.image_data, name=f"{doc.path} (its embedded image)") as img:
+        shown = ImageOps.exif_transpose(img)
         path = folder / f"{doc.path.stem}.png"
         with atomic_path(path) as tmp:
-            img.save(tmp, format="PNG")
+            shown.save(tmp, format="PNG")
     return path

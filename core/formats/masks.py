@@ -19,13 +19,14 @@ import numpy as np
 from PIL import Image
 
 from core.base.atomic import atomic_path, atomic_write_text
-from core.base.errors import DatasetError, LabelError
+from core.base.errors import DatasetError, ImageReadError, ImageTooLargeError, LabelError
 from core.base.progress import Progress
-from core.formats.voc import find_image
+from core.formats.exporting import export_entries
+from core.formats.importing import ImportItem, ImportReport, import_items
 from core.io.files import output_folder
-from core.io.images import image_size
+from core.io.images import find_image, open_image
 from core.io.labels import VOID, check_label_indices, read_class_file
-from core.store.project import Project, building
+from core.store.project import Project
 
 CLASS_FILES = ("classes.txt", "class_names.txt")
 
@@ -40,12 +41,8 @@ def export_masks(
     project: Project, out_dir: str | Path, *, only_reviewed: bool = False
 ) -> Generator[Progress, None, int]:
     """Write the project's labels as index masks with their images; returns how many."""
-    out = output_folder(out_dir, "export folder")
-    project.flush()
-    wanted = {"reviewed"} if only_reviewed else {"predicted", "edited", "reviewed"}
-    entries = [e for e in project.images if e.state in wanted and project.label_path(e).exists()]
-    if not entries:
-        raise DatasetError("no labelled images to export (mark some reviewed)", project.root)
+    out = output_folder(out_dir, "export folder")  # a file in the way: said before anything else
+    entries = export_entries(project, only_reviewed=only_reviewed)
     for done, entry in enumerate(entries, start=1):
         source = project.image_path(entry)
         with atomic_path(out / "images" / f"{entry.id}{source.suffix.lower()}") as tmp:
@@ -60,12 +57,14 @@ def export_masks(
 def read_index_mask(path: Path, num_classes: int) -> np.ndarray:
     """An index mask as ``HxW uint8``; colour or palette images and unknown indices are refused."""
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             if img.mode not in ("L", "P", "I", "I;16"):
                 raise LabelError(f"is a {img.mode} image; index masks are single-channel", path)
             label = np.asarray(img if img.mode in ("L", "P") else img.convert("I"))
-    except OSError as exc:
-        raise LabelError(f"cannot read the mask ({exc})", path) from exc
+    except ImageTooLargeError:
+        raise
+    except (ImageReadError, OSError) as exc:
+        raise LabelError(f"cannot read the mask ({str(exc).removeprefix(f'{path}: ')})", path) from exc
     if label.max(initial=0) > VOID:
         raise LabelError(f"holds the value {int(label.max())}; masks hold class indices and 255", path)
     label = label.astype(np.uint8)
@@ -73,7 +72,7 @@ def read_index_mask(path: Path, num_classes: int) -> np.ndarray:
     return label
 
 
-def import_masks(folder: str | Path, project_dir: str | Path) -> Generator[Progress, None, Project]:
+def import_masks(folder: str | Path, project_dir: str | Path) -> Generator[Progress, None, ImportReport]:
     """Make a project from an index-mask folder; its labels become ``reviewed``."""
     folder = Path(folder)
     class_file = next((folder / n for n in CLASS_FILES if (folder / n).exists()), None)
@@ -83,20 +82,12 @@ def import_masks(folder: str | Path, project_dir: str | Path) -> Generator[Progr
     masks = sorted((folder / "masks").glob("*.png"))
     if not masks:
         raise DatasetError("masks/ holds no PNG masks", folder)
-    with building(project_dir, classes) as project:  # a bad mask discards the whole import
-        for done, mask in enumerate(masks, start=1):
-            image = find_image(folder / "images", mask.stem)
-            if image is None:
-                raise DatasetError(
-                    f"the mask {mask.name} has no image in images/; add it or remove the mask", mask
-                )
-            label = read_index_mask(mask, len(classes))
-            w, h = image_size(image)
-            if label.shape != (h, w):
-                size = f"{label.shape[1]}x{label.shape[0]}"
-                raise LabelError(f"mask is {size} but {image.name} is {w}x{h}", mask)
-            (entry,) = project.add_images([image])
-            project.rename_image(entry, mask.stem)
-            project.set_label(entry, label, "reviewed")
-            yield Progress(done, len(masks), mask.stem)
-    return project
+    pairs = [(mask, find_image(folder / "images", mask.stem)) for mask in masks]
+    if lonely := [mask.name for mask, image in pairs if image is None]:
+        raise DatasetError(
+            f"{len(lonely)} masks have no image in images/ ({', '.join(lonely[:3])}); "
+            "add the images or remove the masks",
+            folder,
+        )
+    items = (ImportItem(image, mask.stem, read_index_mask(mask, len(classes)), mask) for mask, image in pairs)
+    return (yield from import_items(project_dir, classes, items, len(pairs)))

@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import random
 import shutil
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import ExifTags, Image
 
 from core.base.atomic import atomic_path, atomic_write_text
-from core.base.errors import DatasetError, LabelError
+from core.base.errors import DatasetError
 from core.base.progress import Progress
+from core.formats.exporting import export_entries
+from core.formats.importing import ImportItem, ImportReport, import_items
 from core.io.files import output_folder
-from core.io.images import image_size, read_image
+from core.io.images import find_image, open_image, read_image
 from core.io.labels import LabelClass, default_classes, palette_for, read_class_file, read_label, write_label
-from core.store.project import Project, building
+from core.store.project import Project
 
 SPLITS = ("train", "val", "trainval")
 
@@ -43,9 +45,6 @@ class ExportReport:
     def summary(self) -> str:
         counts = ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
         return f"exported to {self.out_dir}: {counts}; {len(self.skipped)} images without a usable label"
-
-FLUSH_EVERY = 50  # images per save while importing (the manifest is rewritten whole each time)
-
 
 def split_ids(ids: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """A deterministic train/val split of ``ids`` (at least one val image if any is asked)."""
@@ -77,24 +76,11 @@ def export_voc(
     """
     if image_format not in ("jpg", "png"):
         raise DatasetError(f"--image-format must be jpg or png, got {image_format!r}")
-    out = output_folder(out_dir, "export folder")
-    project.flush()
-    wanted = {"reviewed"} if only_reviewed else {"predicted", "edited", "reviewed"}
-    entries = [e for e in project.images if e.state in wanted and project.label_path(e).exists()]
+    out = output_folder(out_dir, "export folder")  # a file in the way: said before anything else
+    entries = export_entries(project, only_reviewed=only_reviewed)
     report = ExportReport(out)
-    report.skipped = [(e.id, f"state {e.state}") for e in project.images if e not in entries]
-    missing = [project.image_path(e) for e in entries if not project.image_path(e).exists()]
-    if missing:
-        shown = ", ".join(str(p) for p in missing[:5])
-        raise DatasetError(
-            f"{len(missing)} labelled images are missing ({shown}); "
-            "restore them or remove them from the project",
-            project.root,
-        )
-    if not entries:
-        raise DatasetError(
-            "no labelled images to export (mark some reviewed, or drop --only-reviewed)", project.root
-        )
+    chosen = {e.id for e in entries}
+    report.skipped = [(e.id, f"state {e.state}") for e in project.images if e.id not in chosen]
     for done, entry in enumerate(entries, start=1):
         source = project.image_path(entry)
         label = project.load_label(entry)
@@ -124,7 +110,7 @@ def _write_image(source: Path, dest: Path, image_format: str) -> None:
 
 
 def _orientation(path: Path) -> int | None:
-    with Image.open(path) as img:
+    with open_image(path) as img:
         return img.getexif().get(ExifTags.Base.Orientation)
 
 
@@ -138,7 +124,7 @@ def find_voc_root(path: str | Path) -> Path:
     raise DatasetError("not a VOC dataset: no SegmentationClass folder here or under VOCdevkit/VOC20xx", path)
 
 
-def import_voc(voc_dir: str | Path, project_dir: str | Path) -> Generator[Progress, None, Project]:
+def import_voc(voc_dir: str | Path, project_dir: str | Path) -> Generator[Progress, None, ImportReport]:
     """Make a project in ``project_dir`` from a VOC dataset; its labels become ``reviewed``.
 
     Images stay where they are; labels are copied into the project. Classes come from
@@ -147,11 +133,9 @@ def import_voc(voc_dir: str | Path, project_dir: str | Path) -> Generator[Progre
     """
     root = find_voc_root(voc_dir)
     classes = dataset_classes(root)
-    ids = _dataset_ids(root)
     images_dir = root / "JPEGImages"
-    pairs = []
-    problems = []
-    for image_id in ids:
+    pairs, problems = [], []
+    for image_id in _dataset_ids(root):
         image = find_image(images_dir, image_id)
         if image is None:
             problems.append(f"{image_id}: no image in {images_dir}")
@@ -166,22 +150,14 @@ def import_voc(voc_dir: str | Path, project_dir: str | Path) -> Generator[Progre
     if not pairs:
         raise DatasetError("the dataset has no labels in SegmentationClass", root)
     palette = palette_for(classes)
-    with building(project_dir, classes) as project:  # a bad label discards the whole import
-        for done, (image_id, image) in enumerate(pairs, start=1):
+
+    def items() -> Iterator[ImportItem]:
+        for image_id, image in pairs:
             label_path = root / "SegmentationClass" / f"{image_id}.png"
             label = read_label(label_path, num_classes=len(classes), palette=palette)
-            w, h = image_size(image)
-            if label.shape != (h, w):
-                size = f"{label.shape[1]}x{label.shape[0]}"
-                raise LabelError(f"label is {size} but {image.name} is {w}x{h}; fix the dataset", label_path)
-            (entry,) = project.add_images([image])
-            if not project.rename_image(entry, image_id):
-                raise DatasetError(f"duplicate id {image_id!r} in the dataset; ids must be unique", root)
-            project.set_label(entry, label, "reviewed", checkpoint=None)
-            if done % FLUSH_EVERY == 0:
-                project.flush()
-            yield Progress(done, len(pairs), image_id)
-    return project
+            yield ImportItem(image, image_id, label, label_path)
+
+    return (yield from import_items(project_dir, classes, items(), len(pairs)))
 
 
 def dataset_classes(root: Path) -> list[LabelClass]:
@@ -201,11 +177,3 @@ def _dataset_ids(root: Path) -> list[str]:
     seen = set()
     unique = [i for i in ids if not (i in seen or seen.add(i))]
     return unique
-
-
-def find_image(images_dir: Path, image_id: str) -> Path | None:
-    for suffix in (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".tif", ".bmp"):
-        p = images_dir / f"{image_id}{suffix}"
-        if p.exists():
-            return p
-    return None

@@ -18,7 +18,7 @@ from PIL import Image
 
 from core.base.atomic import atomic_path
 from core.base.errors import FcnGuiError
-from core.base.progress import Progress
+from core.base.progress import Progress, relay
 from core.compute.distributed import distributed_rank, shard
 from core.inference.predictor import Prediction, Predictor
 from core.io.files import InputImage, collect_images, output_folder
@@ -103,15 +103,8 @@ def segment_paths(
         for done, (item, loaded) in enumerate(_read_ahead(reader, todo, options.max_pixels), start=1):
             try:
                 image = loaded.result()
-                tiles = predictor.iter_predict(image)
-                while True:  # a tiled image yields per tile: stopping here cancels between tiles
-                    try:
-                        tile = next(tiles)
-                    except StopIteration as stop:
-                        prediction = stop.value
-                        break
-                    if tile.total > 1:
-                        yield Progress(done - 1, total, f"{item.path.name} ({tile.done}/{tile.total} tiles)")
+                # A tiled image reports per tile; stopping there cancels between its tiles.
+                prediction = yield from relay(predictor.iter_predict(image), _tiles_of(item, done - 1, total))
             except FcnGuiError as exc:
                 report.failed.append((item.path, str(exc).removeprefix(f"{item.path}: ")))
             else:
@@ -127,6 +120,17 @@ def segment_paths(
         reader.shutdown(wait=True, cancel_futures=True)
         writer.shutdown(wait=True, cancel_futures=True)
     return report
+
+
+def _tiles_of(item: InputImage, done: int, total: int):
+    """The progress of a tiled image's tiles as the folder's progress (one tile: nothing)."""
+
+    def progress(tile: Progress) -> Progress | None:
+        if tile.total <= 1:
+            return None
+        return Progress(done, total, f"{item.path.name} ({tile.done}/{tile.total} tiles)")
+
+    return progress
 
 
 FATAL_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}

@@ -13,12 +13,7 @@ import numpy as np
 
 from core.base.errors import ProjectError
 from core.base.progress import Progress, drain
-from core.io.labels import VOID, LabelClass, read_label, write_label
-
-
-def classes_data(classes: list[LabelClass]) -> list[dict]:
-    """Classes as the manifest stores them."""
-    return [{"name": c.name, "color": list(c.color)} for c in classes]
+from core.io.labels import VOID, LabelClass, classes_to_data, read_label, write_label
 
 
 class ClassEdits:
@@ -99,7 +94,7 @@ class ClassEdits:
             old_dir = self.labels_dir
             with self._mutex:
                 data = self._manifest_data()
-            data["classes"] = classes_data(new_classes)
+            data["classes"] = classes_to_data(new_classes)
             data["labels_dir"] = new_dir
             self._write_manifest(data)
             with self._mutex:

@@ -29,11 +29,20 @@ import numpy as np
 import platformdirs
 
 from core.base.atomic import atomic_write_text
-from core.base.errors import LabelError, ProjectError
+from core.base.errors import ProjectError
 from core.io.files import collect_images
 from core.io.images import image_size
-from core.io.labels import LabelClass, check_label_indices, default_classes, read_label, write_label
-from core.store.class_edits import ClassEdits, classes_data
+from core.io.labels import (
+    LabelClass,
+    check_label_indices,
+    check_label_size,
+    classes_from_data,
+    classes_to_data,
+    default_classes,
+    read_label,
+    write_label,
+)
+from core.store.class_edits import ClassEdits
 from core.store.lock import ProjectLock
 
 MANIFEST = "project.json"
@@ -105,7 +114,7 @@ class Project(ClassEdits):
         try:
             project = cls(
                 root=root,
-                classes=[LabelClass(c["name"], tuple(c["color"])) for c in data["classes"]],
+                classes=classes_from_data(data["classes"]),
                 images=[ImageEntry(**e) for e in data["images"]],
                 labels_dir=data.get("labels_dir", "labels.v1"),
                 checkpoint=data.get("checkpoint"),
@@ -239,6 +248,11 @@ class Project(ClassEdits):
         """Entries whose image file is gone (moved or deleted)."""
         return [e for e in self.images if not self.image_path(e).exists()]
 
+    def corrections(self) -> list[float]:
+        """The share of pixels the user corrected on each reviewed image, oldest review first."""
+        done = [e for e in self.images if e.state == "reviewed" and e.changed_fraction is not None]
+        return [e.changed_fraction for e in sorted(done, key=lambda e: e.modified or "")]
+
     def counts(self) -> dict[str, int]:
         """Number of images in each state."""
         out = dict.fromkeys(STATES, 0)
@@ -264,13 +278,7 @@ class Project(ClassEdits):
         label = read_label(path, num_classes=len(self.classes))
         image = self.image_path(entry)
         if image.exists():
-            w, h = image_size(image)
-            if label.shape != (h, w):
-                raise LabelError(
-                    f"label is {label.shape[1]}x{label.shape[0]} but its image {image.name} is {w}x{h}; "
-                    "fix or delete the label",
-                    path,
-                )
+            check_label_size(label, image_size(image), path, image)
         return label
 
     def set_label(
@@ -324,7 +332,7 @@ class Project(ClassEdits):
             if pending and saved is not None and len(classes) > len(saved["classes"]):
                 # Labels may use the new classes: the manifest must list them before any label
                 # does, or a crash in between leaves labels the old manifest cannot read.
-                self._write_manifest({**saved, "classes": classes_data(classes)})
+                self._write_manifest({**saved, "classes": classes_to_data(classes)})
             written = []
             for image_id, label in pending.items():
                 try:
@@ -350,7 +358,7 @@ class Project(ClassEdits):
         return {
             "format": FORMAT,
             "version": VERSION,
-            "classes": classes_data(self.classes),
+            "classes": classes_to_data(self.classes),
             "labels_dir": self.labels_dir,
             "checkpoint": self.checkpoint,
             "images": [asdict(e) for e in self.images],

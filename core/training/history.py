@@ -58,6 +58,11 @@ class LearningHistory:
         self.folder = Path(folder)
         self.keep = keep
 
+    @classmethod
+    def of(cls, project_root: str | Path) -> LearningHistory:
+        """The history of the project in ``project_root``: its ``learning`` folder."""
+        return cls(Path(project_root) / "learning")
+
     @property
     def latest_path(self) -> Path:
         return self.folder / "latest.safetensors"
@@ -151,6 +156,14 @@ class LearningHistory:
         except (FcnGuiError, OSError, ValueError, RuntimeError):
             return None
         return model, optim, state
+
+    def load_state(self) -> dict:
+        """The held-out split ``save_latest`` kept (empty if none), even when its weights are not used."""
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
 
     def disk_bytes(self) -> int:
         """Bytes the history uses on disk."""

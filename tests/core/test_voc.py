@@ -33,7 +33,7 @@ def _labels(project):
 
 
 def test_import_then_export_reproduces_labels_and_palette(voc_dataset, tmp_path, data_dir):
-    project = drain(import_voc(voc_dataset.parent.parent, tmp_path / "proj"))
+    project = drain(import_voc(voc_dataset.parent.parent, tmp_path / "proj")).project
     assert {e.state for e in project.images} == {"reviewed"}
     labels = _labels(project)
     assert labels["tiny"][10, 10] == 8 and labels["tiny"][0, 0] == 255
@@ -58,7 +58,7 @@ def test_import_then_export_reproduces_labels_and_palette(voc_dataset, tmp_path,
 def test_torchvision_reads_our_export(voc_dataset, tmp_path):
     from torchvision.datasets import VOCSegmentation
 
-    project = drain(import_voc(voc_dataset, tmp_path / "proj"))
+    project = drain(import_voc(voc_dataset, tmp_path / "proj")).project
     expected = _labels(project)
     out = tmp_path / "data" / "VOCdevkit" / "VOC2012"
     drain(export_voc(project, out, val_fraction=0.5))
@@ -91,7 +91,7 @@ def test_project_to_voc_to_project_round_trip(tmp_path, small_image):
         assert len((tmp_path / "voc/ImageSets/Segmentation/trainval.txt").read_text().split()) == 2
         drain(export_voc(project, tmp_path / "voc_all", image_format="png"))
     assert len(list((tmp_path / "voc_all/JPEGImages").glob("*.png"))) == 3
-    again = drain(import_voc(tmp_path / "voc_all", tmp_path / "proj2"))
+    again = drain(import_voc(tmp_path / "voc_all", tmp_path / "proj2")).project
     after = _labels(again)
     again.close()
     assert set(after) == set(before)
@@ -114,7 +114,7 @@ def test_bad_datasets_are_explained(voc_dataset, tmp_path):
     with pytest.raises(DatasetError, match="tiny: no image"):
         drain(import_voc(voc_dataset, tmp_path / "p1"))
     Image.fromarray(np.zeros((31, 40, 3), np.uint8)).save(voc_dataset / "JPEGImages/tiny.jpg")
-    with pytest.raises(LabelError, match="40x30 but tiny.jpg is 40x31"):
+    with pytest.raises(LabelError, match="40x30 but its image tiny.jpg is 40x31"):
         drain(import_voc(voc_dataset, tmp_path / "p2"))
     Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(voc_dataset / "JPEGImages/tiny.jpg")
     rgb = np.zeros((30, 40, 3), np.uint8)
@@ -151,7 +151,7 @@ def test_export_refuses_missing_images_and_empty_projects(tmp_path, small_image)
 
 def test_cli_import_and_export(voc_dataset, tmp_path, capsys):
     assert main(["import", str(voc_dataset), "--project", str(tmp_path / "p")]) == 0
-    assert "2 images, 2 reviewed" in capsys.readouterr().out
+    assert "2 labelled images imported as reviewed" in capsys.readouterr().out
     assert main(["export", str(tmp_path / "p"), "--out", str(tmp_path / "o"), "--val-fraction", "0"]) == 0
     assert "train 2, val 0" in capsys.readouterr().out
     assert main(["import", str(voc_dataset), "--project", str(tmp_path / "p")]) == 1
@@ -168,7 +168,7 @@ def test_every_reader_of_a_class_list_skips_comments_and_blank_lines(voc_dataset
     expected = [f"c{i}" for i in range(21)]
     assert [c.name for c in dataset_classes(voc_dataset)] == expected
     assert [c.name for c in TrainData.from_voc(voc_dataset).classes] == expected
-    with drain(import_voc(voc_dataset, tmp_path / "project")) as project:
+    with drain(import_voc(voc_dataset, tmp_path / "project")).project as project:
         assert [c.name for c in project.classes] == expected
     masks = tmp_path / "masks"
     (masks / "images").mkdir(parents=True)
@@ -176,5 +176,5 @@ def test_every_reader_of_a_class_list_skips_comments_and_blank_lines(voc_dataset
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(masks / "images" / "a.png")
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(masks / "masks" / "a.png")
     (masks / "classes.txt").write_text(names)
-    with drain(import_masks(masks, tmp_path / "masks-project")) as project:
+    with drain(import_masks(masks, tmp_path / "masks-project")).project as project:
         assert [c.name for c in project.classes] == expected

@@ -6,6 +6,7 @@ import pytest
 
 from core.base.errors import CheckpointError
 from core.model.weights import PretrainedSource, download, pretrained_source
+from tests.conftest import run_generator
 
 
 @pytest.fixture
@@ -28,14 +29,7 @@ def test_a_download_from_a_mirror_lands_in_the_cache(mirror):
     content = bytes(range(256)) * 400
     source = _source_for(content)
     (mirror / source.filename).write_bytes(content)
-    gen = download(source, chunk=10_000)
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            path = stop.value
-            break
+    events, path = run_generator(download(source, chunk=10_000))
     assert path == source.cache_path and path.read_bytes() == content
     assert events[-1].done == len(content) and len(events) == 11
 

@@ -1,0 +1,98 @@
+"""The continuous learner of one project: started from what the project kept, fed its reviews.
+
+``learn`` is the generator a caller runs on a worker thread (the app's learning controller
+does): it builds a ``ContinuousLearner`` from the project's learning history (the latest
+weights and held-out split, or a kept model to roll back to) or from the model in use, and
+between the learner's steps applies the reviews queued in a ``ReviewFeed`` from any thread,
+reading each reviewed image and the prediction the user corrected there on the learner's own
+thread.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Generator
+from pathlib import Path
+
+import numpy as np
+
+from core.base.errors import FcnGuiError
+from core.io.images import read_image
+from core.model.checkpoints import SegmentationModel, load_checkpoint
+from core.model.networks import replace_classifier
+from core.store.project import Project
+from core.training.history import LearningHistory
+from core.training.learner import ContinuousLearner, LearnerConfig, LearnerEvent
+from core.training.review_feed import ReviewFeed
+from core.training.sampling import Example
+
+
+def reviewed_example(project: Project, image_id: str, label: np.ndarray | None = None) -> Example | None:
+    """A reviewed image as a training example, with where the model's prediction was wrong;
+    ``None`` when it cannot be read (the user hears of that when opening the image)."""
+    try:
+        entry = project.entry(image_id)
+        image = read_image(project.image_path(entry))
+        label = project.load_label(entry) if label is None else label
+        if label is None or label.shape != image.shape[:2]:
+            return None
+        predicted = project.load_prediction(entry)
+        wrong = predicted != label if predicted is not None and predicted.shape == label.shape else None
+        return Example(image_id, image, label, wrong)
+    except (FcnGuiError, ValueError, OSError):
+        return None
+
+
+def build_learner(
+    project: Project,
+    in_use: SegmentationModel,
+    config: LearnerConfig,
+    *,
+    restart_from: str | Path | None = None,
+) -> ContinuousLearner:
+    """A learner for ``project``: from a kept model (``restart_from``: a roll-back), else from
+    the latest weights its history kept, else from the model in use; a score layer per class."""
+    history = LearningHistory.of(project.root)
+    classes = list(project.classes)
+    saved = None if restart_from else history.load_latest(len(classes))
+    if restart_from:
+        start, optim, state = load_checkpoint(restart_from), None, history.load_state()
+    elif saved is not None:
+        start, optim, state = saved
+    else:
+        start, optim, state = in_use, None, history.load_state()
+    if start.info.num_classes != len(classes):
+        start = SegmentationModel(copy.deepcopy(start.module).float(), copy.deepcopy(start.info))
+        replace_classifier(start.module, len(classes))
+        start.info.classes = classes
+    scored = start if restart_from else in_use  # the model in use once the roll-back loads
+    return ContinuousLearner(
+        start, config, history=history, optimizer_state=optim, state=state, in_use=scored
+    )
+
+
+def learn(
+    project: Project,
+    in_use: SegmentationModel,
+    config: LearnerConfig,
+    feed: ReviewFeed,
+    *,
+    restart_from: str | Path | None = None,
+    started: Callable[[ContinuousLearner], None] | None = None,
+) -> Generator[LearnerEvent, None, None]:
+    """Build the project's learner (``started`` gets it before its first step) and run it until
+    closed, applying ``feed`` between steps; yields its events."""
+    learner = build_learner(project, in_use, config, restart_from=restart_from)
+    if started is not None:
+        started(learner)
+    run = learner.run()
+    try:
+        while True:
+            for kind, image_id, label in feed.take():
+                if kind == "remove":
+                    learner.remove(image_id)
+                elif (example := reviewed_example(project, image_id, label)) is not None:
+                    learner.add(example)
+            yield next(run)
+    finally:
+        run.close()

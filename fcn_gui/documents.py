@@ -1,0 +1,137 @@
+"""The image on the canvas: opened on a worker, its edits staged for saving, marked reviewed.
+
+``Documents`` builds the ``LabelDocument`` of the image the user picks off the GUI thread
+(decoding the image, reading its label and the prediction it is measured against), hands it
+to the GUI thread, and keeps Undo/Redo acting on it. It works on the ``Session`` it belongs
+to and announces through the session's signals.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QObject
+
+from core.io.labels import VOID
+
+from .document import LabelDocument
+
+
+class Documents(QObject):
+    """Opens, stages and reviews the session's current image (``doc``)."""
+
+    def __init__(self, session, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.doc: LabelDocument | None = None
+        self.wanted: str | None = None  # the image asked for last (it may still be loading)
+
+    def show(self, image_id: str) -> None:
+        """Stage the current label, then load ``image_id`` on a worker thread."""
+        s = self.session
+        if s.project is None or (self.doc is not None and self.doc.image_id == image_id):
+            return
+        if s.frozen:
+            s.message.emit(f"Wait until {s.frozen} has finished")
+            return
+        self.save_current()
+        self.wanted = image_id
+        project = s.project
+        entry = project.entry(image_id)
+        classes, confidence = list(project.classes), s.predictions.confidence(image_id)
+        untouched = entry.state == "predicted"  # its label is the model's prediction
+        gui_thread = self.thread()
+
+        def load():
+            """Decode and build the whole document here, off the GUI thread, then hand it over."""
+            from core.io.images import read_image
+
+            image = read_image(project.image_path(entry))
+            label = project.load_label(entry)
+            if label is None:
+                label = np.full(image.shape[:2], VOID, dtype=np.uint8)
+            # what Mark Reviewed measures corrections against; painting changes ``label`` in place
+            predicted = label.copy() if untouched else project.load_prediction(entry)
+            doc = LabelDocument(image_id, image, label, classes, confidence, predicted=predicted)
+            doc.moveToThread(gui_thread)
+            return doc
+
+        s.message.emit(f"Opening {entry.id}…")
+        s.runner.call(load, "image-loader", on_result=self._on_loaded, on_error=s.error.emit)
+
+    def _on_loaded(self, doc: LabelDocument) -> None:
+        s = self.session
+        if s.project is None or doc.image_id != self.wanted:
+            doc.deleteLater()
+            return  # the user moved on meanwhile
+        doc.setParent(self)
+        if doc.classes != s.project.classes:  # the classes were edited while it loaded
+            doc.set_classes(s.project.classes)
+        doc.edited.connect(self._on_edited)
+        self._set(doc)
+        entry = s.project.entry(doc.image_id)
+        s.message.emit(f"{entry.id}: {entry.state}")
+        s.predictions.schedule(doc.image_id)
+
+    def put_away(self) -> None:
+        """Save the image on the canvas and take it off (a class removal is about to rewrite it)."""
+        self.session.save_and_wait()
+        self._set(None)
+
+    def close(self) -> None:
+        """The project closes: no image, nothing wanted."""
+        self.wanted = None
+        self._set(None)
+
+    def _set(self, doc: LabelDocument | None) -> None:
+        self.doc = doc
+        self._use_undo_stack(doc)
+        self.session.document_changed.emit(doc)
+
+    def _use_undo_stack(self, doc: LabelDocument | None) -> None:
+        """Undo/Redo now act on ``doc``; the stacks of images left behind go with them."""
+        group = self.session.undo_group
+        if doc is not None:
+            group.addStack(doc.undo_stack)
+            group.setActiveStack(doc.undo_stack)
+        for stack in list(group.stacks()):
+            if doc is None or stack is not doc.undo_stack:
+                group.removeStack(stack)
+
+    def _on_edited(self) -> None:
+        s = self.session
+        entry = s.project.entry(self.doc.image_id)
+        if entry.state != "edited":
+            was_reviewed = entry.state == "reviewed"
+            s.project.set_state(entry, "edited")
+            s.states_changed.emit()
+            if was_reviewed:
+                s.unreviewed.emit(entry.id)
+
+    def save_current(self, state: str | None = None) -> None:
+        """Stage the current label if it changed (or its state is set) and save in the background."""
+        doc, project = self.doc, self.session.project
+        if doc is None or project is None:
+            return
+        entry = project.entry(doc.image_id)
+        if doc.modified or state is not None:
+            project.set_label(entry, doc.label.copy(), state or ("edited" if doc.modified else entry.state))
+            doc.modified = False
+        self.session.save_async()
+
+    def mark_reviewed(self) -> None:
+        """The current label becomes a trusted training target; records how much was corrected."""
+        doc, s = self.doc, self.session
+        if doc is None:
+            return
+        entry = s.project.entry(doc.image_id)
+        predicted = doc.predicted  # read with the image, off the GUI thread
+        if predicted is not None and predicted.shape == doc.label.shape:
+            changed = float(np.mean(predicted != doc.label))
+            s.project.set_state(entry, entry.state, changed_fraction=changed)
+        self.save_current(state="reviewed")
+        s.states_changed.emit()
+        s.reviewed.emit(entry.id, doc.label.copy())
+        changed = (
+            "" if entry.changed_fraction is None else f" ({entry.changed_fraction:.1%} of pixels corrected)"
+        )
+        s.message.emit(f"{entry.id} marked reviewed{changed}")
