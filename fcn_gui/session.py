@@ -142,6 +142,8 @@ class Session(QObject):
         ckpt = project.checkpoint
         if ckpt and Path(ckpt).exists() and str(self.models.checkpoint) != ckpt:
             self.models.load(Path(ckpt), project.classes)  # the model its predictions came from
+        for path, why in project.skipped:
+            self.message.emit(f"{path}: {why}")
         missing = project.missing_images()
         if missing:
             self.error.emit(

@@ -205,7 +205,9 @@ def _write_embedded(doc: LabelmeFile, folder: Path) -> Path:
     it is shown (labelme's shapes are drawn on the displayed image)."""
     with open_image(doc.image_data, name=f"{doc.path} (its embedded image)") as img:
         shown = ImageOps.exif_transpose(img)
-        path = folder / f"{doc.path.stem}.png"
+        path, n = folder / f"{doc.path.stem}.png", 2
+        while path.exists():  # a file already there is not ours to replace
+            path, n = folder / f"{doc.path.stem}-{n}.png", n + 1
         with atomic_path(path) as tmp:
             shown.save(tmp, format="PNG")
     return path

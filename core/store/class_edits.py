@@ -81,16 +81,22 @@ class ClassEdits:
     def _rewrite_without(self, index: int, lut: np.ndarray) -> Generator[Progress, None, None]:
         new_classes = [c for i, c in enumerate(self.classes) if i != index]
         version = int(re.sub(r"\D", "", self.labels_dir) or 1) + 1
+        while (self.root / f"labels.v{version}").exists():  # not ours to overwrite: the next free name
+            version += 1
         new_dir = f"labels.v{version}"
-        shutil.rmtree(self.root / new_dir, ignore_errors=True)
+        with self._mutex:
+            data = self._manifest_data()
+        # Recorded before anything is written there: after a crash, the next open knows the
+        # folder as this removal's unfinished work, and only then deletes it.
+        self._write_manifest({**data, "pending_labels_dir": new_dir})
         switched = False
         try:
+            (self.root / new_dir).mkdir()
             for done, entry in enumerate(self.images):
                 old = self.label_path(entry)
                 if old.exists():
                     write_label(self.root / new_dir / old.name, lut[read_label(old)], new_classes)
                 yield Progress(done + 1, len(self.images), f"Rewriting {entry.id}")
-            (self.root / new_dir).mkdir(exist_ok=True)
             old_dir = self.labels_dir
             with self._mutex:
                 data = self._manifest_data()
@@ -103,11 +109,29 @@ class ClassEdits:
         finally:
             if not switched:  # cancelled or failed: the old project stays as it was
                 shutil.rmtree(self.root / new_dir, ignore_errors=True)
-        shutil.rmtree(self.root / old_dir, ignore_errors=True)
+                with self._mutex:
+                    self._write_manifest(self._manifest_data())
+        shutil.rmtree(self.root / old_dir, ignore_errors=True)  # superseded: every label is in new_dir
         shutil.rmtree(self.root / "predictions", ignore_errors=True)  # kept predictions use old indices
 
-    def _remove_stale_label_dirs(self) -> None:
-        """Delete label folders of an interrupted class removal (the manifest never switched)."""
-        for d in self.root.glob("labels.v*"):
-            if d.is_dir() and d.name != self.labels_dir:
-                shutil.rmtree(d, ignore_errors=True)
+    def _check_labels_dir(self, pending: str | None) -> None:
+        """On open: delete the labels folder of a class removal that a crash interrupted (the
+        manifest recorded it as such before it was written), and nothing else; refuse to open
+        when the manifest's own labels folder is missing but labels exist."""
+        if pending is not None and pending != self.labels_dir:
+            shutil.rmtree(self.root / pending, ignore_errors=True)
+            with self._mutex:
+                self._write_manifest(self._manifest_data())
+        if (self.root / self.labels_dir).is_dir():
+            return
+        others = sorted(p.name for p in self.root.glob("labels.v*") if p.is_dir())
+        labelled = sum(e.state != "new" for e in self.images)
+        if others or labelled:
+            here = f" ({', '.join(others)} is here)" if others else ""
+            raise ProjectError(
+                f"the manifest names the labels folder {self.labels_dir}, which is missing{here}, and "
+                f"{labelled} images have labels; restore project.json from a backup, or give the labels "
+                f"folder that name (nothing was changed)",
+                self.root,
+            )
+        (self.root / self.labels_dir).mkdir()

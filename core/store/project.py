@@ -9,6 +9,12 @@ PROJECT/
 
 Every label and the manifest are written to a temporary file and renamed into place, so a
 crash at any moment leaves the last good label and manifest readable.
+
+Nothing the user made is ever deleted or overwritten because the manifest, a setting or a
+file looks wrong: clean-up removes only what it can prove is its own leftover (a labels
+folder the manifest recorded as a class removal's unfinished work, the files an import that
+failed had just created). A folder that holds a project's files without its manifest is
+never taken for an image folder: opening it says what is missing and how to recover.
 """
 
 from __future__ import annotations
@@ -36,7 +42,6 @@ from core.io.labels import (
     LabelClass,
     check_label_indices,
     check_label_size,
-    classes_from_data,
     classes_to_data,
     default_classes,
     read_label,
@@ -44,29 +49,14 @@ from core.io.labels import (
 )
 from core.store.class_edits import ClassEdits
 from core.store.lock import ProjectLock
+from core.store.manifest import FORMAT, MANIFEST, STATES, VERSION, ImageEntry, read_manifest
 
-MANIFEST = "project.json"
-FORMAT = "fcn-gui-project"
-VERSION = 1
-STATES = ("new", "predicted", "edited", "reviewed")
 DEFAULT_SUBFOLDER = "fcn-gui-project"
 
 
 def now() -> str:
     """The current time as an ISO-8601 UTC string."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclass
-class ImageEntry:
-    """One image of a project and the state of its label."""
-
-    id: str
-    path: str
-    state: str = "new"
-    checkpoint: str | None = None
-    modified: str | None = None
-    changed_fraction: float | None = None
 
 
 @dataclass
@@ -84,6 +74,8 @@ class Project(ClassEdits):
     _mutex: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _write_mutex: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _saved: dict | None = field(default=None, repr=False)  # the manifest as last written or read
+    _found: frozenset[str] | None = field(default=None, repr=False)  # what ``create`` found in root
+    skipped: list[tuple[Path, str]] = field(default_factory=list, repr=False)  # folders not scanned, why
 
     # --- opening and closing -------------------------------------------------------------
     @classmethod
@@ -94,11 +86,14 @@ class Project(ClassEdits):
         root = Path(root).absolute()
         if (root / MANIFEST).exists():
             raise ProjectError("a project already exists here; open it instead", root)
+        if parts := project_parts(root):
+            raise orphaned(root, parts)
         try:
             root.mkdir(parents=True, exist_ok=True)
+            found = frozenset(p.name for p in root.iterdir())
         except OSError as exc:
             raise ProjectError(f"cannot create the project folder ({exc.strerror})", root) from exc
-        project = cls(root=root, classes=list(classes or default_classes()))
+        project = cls(root=root, classes=list(classes or default_classes()), _found=found)
         project._acquire()
         (root / project.labels_dir).mkdir(exist_ok=True)
         project.add_images(images)
@@ -110,22 +105,23 @@ class Project(ClassEdits):
     def open(cls, root: str | Path) -> Project:
         """Open the project whose manifest is in ``root``."""
         root = Path(root).absolute()
-        data = _read_manifest(root / MANIFEST)
-        try:
-            project = cls(
-                root=root,
-                classes=classes_from_data(data["classes"]),
-                images=[ImageEntry(**e) for e in data["images"]],
-                labels_dir=data.get("labels_dir", "labels.v1"),
-                checkpoint=data.get("checkpoint"),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProjectError(
-                f"the manifest is malformed ({exc}); restore {MANIFEST} from a backup", root / MANIFEST
-            ) from exc
-        project._saved = data
+        if not (root / MANIFEST).exists() and (parts := project_parts(root)):
+            raise orphaned(root, parts)
+        manifest = read_manifest(root / MANIFEST)
+        project = cls(
+            root=root,
+            classes=manifest.classes,
+            images=manifest.images,
+            labels_dir=manifest.labels_dir,
+            checkpoint=manifest.checkpoint,
+        )
+        project._saved = manifest.data
         project._acquire()
-        project._remove_stale_label_dirs()
+        try:
+            project._check_labels_dir(manifest.pending_labels_dir)
+        except BaseException:
+            project._lock.release()
+            raise
         return project
 
     @classmethod
@@ -143,13 +139,17 @@ class Project(ClassEdits):
             return cls.open(path.parent)
         if not path.is_dir():
             raise ProjectError("not a folder; pick a project or image folder", path)
+        if parts := project_parts(path):
+            raise orphaned(path, parts)
         home = project_home_for(path)
-        if (home / MANIFEST).exists():
+        if (home / MANIFEST).exists() or project_parts(home):
             return cls.open(home)
-        images, _rejected = collect_images([path], recursive=True)
+        images, rejected = collect_images([path], recursive=True)
         if not images:
             raise ProjectError("holds no images (JPEG, PNG, TIFF, BMP, WebP); pick another folder", path)
-        return cls.create(home, [i.path for i in images], classes)
+        project = cls.create(home, [i.path for i in images], classes)
+        project.skipped = [(p, why) for p, why in rejected if "symbolic link" in why]
+        return project
 
     def close(self) -> None:
         """Save pending changes and release the lock."""
@@ -218,18 +218,23 @@ class Project(ClassEdits):
             return True
 
     def discard(self) -> None:
-        """Delete what ``create`` and later saves wrote (an import that failed or was cancelled);
-        the folder itself goes too when nothing else is left in it."""
+        """Delete what ``create`` and later saves wrote (an import that failed or was cancelled),
+        and only that: whatever the folder held before ``create`` stays. The folder itself goes
+        too when nothing else is left in it."""
+        if self._found is None:
+            raise ProjectError("only a project just created can be discarded", self.root)
         with self._mutex:
             self._pending.clear()
             self._dirty = False
         if self._lock is not None:
             self._lock.release()
-        (self.root / MANIFEST).unlink(missing_ok=True)
         made = ("predictions", "learning", "images")  # images: those a labelme import unpacked
-        for d in (*self.root.glob("labels.v*"), *(self.root / m for m in made)):
-            shutil.rmtree(d, ignore_errors=True)
-        (self.root / ".lock").unlink(missing_ok=True)
+        own = (MANIFEST, *(p.name for p in self.root.glob("labels.v*")), *made, ".lock", ".lock.owner")
+        for path in (self.root / name for name in own if name not in self._found):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.root.rmdir()
 
@@ -403,26 +408,6 @@ def building(root: str | Path, classes: list[LabelClass]) -> Iterator[Project]:
         raise
 
 
-def _read_manifest(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ProjectError("no project here (project.json is missing)", path.parent) from exc
-    except PermissionError as exc:
-        raise ProjectError("permission denied reading the manifest", path) from exc
-    except (OSError, ValueError) as exc:
-        raise ProjectError(f"the manifest is not valid JSON ({exc}); restore it from a backup", path) from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ProjectError("not an fcn-gui project manifest", path)
-    if int(data.get("version", 0)) > VERSION:
-        raise ProjectError(
-            f"the project was saved by a newer fcn-gui (format {data['version']}, this one reads "
-            f"{VERSION}); update fcn-gui to open it",
-            path,
-        )
-    return data
-
-
 def safe_id(text: str) -> str:
     """A file-name-safe id: letters, digits, ``-``, ``_`` and ``.``; never empty or hidden."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "image"
@@ -436,6 +421,27 @@ def _unique_id(base: str, taken: set[str]) -> str:
     while f"{base}-{n}" in taken:
         n += 1
     return f"{base}-{n}"
+
+
+PROJECT_PARTS = ("labels.v*", "learning", "predictions", ".lock.owner")
+
+
+def project_parts(folder: Path) -> list[str]:
+    """The names in ``folder`` that only an fcn-gui project holds (its labels folders, its
+    learner's history, its kept predictions)."""
+    if not folder.is_dir():
+        return []
+    return sorted({p.name for pattern in PROJECT_PARTS for p in folder.glob(pattern)})
+
+
+def orphaned(folder: Path, parts: list[str]) -> ProjectError:
+    """The error for a project folder whose manifest is gone: what is there, and what to do."""
+    return ProjectError(
+        f"holds an fcn-gui project's files ({', '.join(parts)}) but its {MANIFEST} is missing; "
+        f"restore {MANIFEST} from a backup to open it (nothing here was changed), or move these "
+        "folders away to start a new project",
+        folder,
+    )
 
 
 def project_home_for(image_folder: Path) -> Path:
