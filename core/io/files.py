@@ -9,6 +9,8 @@ from pathlib import Path
 from core.base.errors import FcnGuiError
 from core.io.images import is_image_path
 
+PROJECT_MANIFEST = "project.json"  # a folder holding one is an fcn-gui project, not images
+
 
 def output_folder(path: str | Path, what: str = "output folder") -> Path:
     """``path`` as a folder the program can write into (created if missing), or a clear error:
@@ -52,13 +54,14 @@ def collect_images(
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            for f in sorted(path.glob(pattern)):
-                if f.is_file() and not f.name.startswith("."):
-                    if is_image_path(f):
-                        found.append(InputImage(f, f.relative_to(path).with_suffix("")))
-                    elif not recursive or f.parent == path:
-                        rejected.append((f, "not an image file (by its suffix); skipped"))
+            files = _walk(path, rejected) if recursive else sorted(f for f in path.iterdir() if f.is_file())
+            for f in files:
+                if f.name.startswith("."):
+                    continue
+                if is_image_path(f):
+                    found.append(InputImage(f, f.relative_to(path).with_suffix("")))
+                elif f.parent == path:
+                    rejected.append((f, "not an image file (by its suffix); skipped"))
         elif path.is_file():
             found.append(InputImage(path, Path(path.stem)))
         else:
@@ -71,3 +74,28 @@ def collect_images(
         else:
             unique[item.relative] = item
     return list(unique.values()), rejected
+
+
+def _walk(root: Path, rejected: list[tuple[Path, str]]) -> list[Path]:
+    """Every file under ``root``, following symbolic links to folders; a link back to a folder
+    already scanned (a loop) is reported in ``rejected`` and not followed. Hidden folders and
+    fcn-gui projects (their labels are not images to label) are left out."""
+    files: list[Path] = []
+    seen = {root.resolve()}
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        here = Path(folder)
+        kept = []
+        for name in sorted(subfolders):
+            sub = here / name
+            if name.startswith(".") or (sub / PROJECT_MANIFEST).exists():
+                continue
+            real = sub.resolve()
+            if real in seen:
+                why = f"links to {real}, a folder already scanned (a symbolic link loop); skipped"
+                rejected.append((sub, why))
+                continue
+            seen.add(real)
+            kept.append(name)
+        subfolders[:] = kept
+        files.extend(here / n for n in sorted(names) if (here / n).is_file())
+    return files

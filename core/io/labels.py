@@ -183,7 +183,8 @@ def read_label(
     except ImageTooLargeError:
         raise
     except ImageReadError as exc:
-        raise LabelError(str(exc).removeprefix(f"{path}: "), path) from exc
+        reason = str(exc).removeprefix(f"{path}: ")
+        raise LabelError(f"cannot read the label: {reason}", path) from exc
     except (OSError, SyntaxError) as exc:
         raise LabelError(f"not a readable label image ({exc}); re-export it as a palette PNG", path) from exc
     if num_classes is not None:

@@ -28,6 +28,7 @@ from core.model.info import (
 )
 from core.model.networks import CAFFE_FINAL, FCN, build_model, replace_classifier
 from core.model.networks import VGG16_LAYERS as _VGG16_LAYERS
+from core.model.tensor_files import check_finite, load_tensor_file
 from core.model.weights import load_pretrained_state, source_for_backbone
 
 
@@ -148,6 +149,7 @@ def load_checkpoint(
         with safe_open(str(path), framework="pt") as f:
             # Copies, so that no tensor keeps the memory-mapped file (and its pages) alive.
             state = {k: f.get_tensor(k).clone() for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+        check_finite(state, path)
         _load_state(module, state, path, info, assign=True)
         model = SegmentationModel(module.eval(), info)
     if num_classes is not None and model.info.num_classes != num_classes:
@@ -163,19 +165,12 @@ def load_checkpoint(
 def import_state_dict(path: str | Path) -> SegmentationModel:
     """Turn a torchvision ``.pth`` (VGG16 ImageNet, FCN-ResNet, or one of our FCNs) into a model."""
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise CheckpointError("checkpoint not found; check the path", path) from exc
-    except Exception as exc:
-        raise CheckpointError(
-            f"not a plain PyTorch state dict ({type(exc).__name__}); only tensors are loaded, never code",
-            path,
-        ) from exc
+    state = load_tensor_file(path, what="checkpoint")
     if isinstance(state, dict):
         state = state.get("model", state.get("state_dict", state))
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError("does not hold a state dict of tensors", path)
+    check_finite(state, path)
     keys = set(state)
     if "conv1_1.weight" in keys and "score_fr.weight" in keys:
         state = caffe_fcn_state(state)

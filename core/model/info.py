@@ -8,13 +8,14 @@ a worker imports it).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError, safe_open
 
-from core.base.choices import UNET
+from core.base.choices import BACKBONES, UNET, VARIANTS
 from core.base.errors import CheckpointError
 from core.io.labels import LabelClass, classes_from_data, classes_to_data, default_classes
 
@@ -66,28 +67,35 @@ class ModelInfo:
     def from_json(cls, text: str, path: Path) -> ModelInfo:
         try:
             data = json.loads(text)
-            if data.get("format") != FORMAT:
+            if not isinstance(data, dict) or data.get("format") != FORMAT:
                 raise ValueError("not an fcn-gui checkpoint")
             if int(data.get("version", 0)) > FORMAT_VERSION:
                 raise CheckpointError(
                     f"written by a newer fcn-gui (format {data['version']}); update fcn-gui to load it", path
                 )
             classes = classes_from_data(data["classes"])
-            return cls(
-                variant=data["variant"],
-                backbone=data["backbone"],
+            mean, std, scale = _triple(data, "mean"), _triple(data, "std"), data.get("scale", 1.0)
+            if not isinstance(scale, int | float) or isinstance(scale, bool) or not 0 < scale <= 16:
+                raise ValueError(f"scale is {scale!r}, not a number above 0 and at most 16")
+            info = cls(
+                variant=_one_of(data, "variant", VARIANTS),
+                backbone=_one_of(data, "backbone", BACKBONES),
                 classes=classes,
-                mean=tuple(data["mean"]),
-                std=tuple(data["std"]),
+                mean=mean,
+                std=std,
                 trained=bool(data["trained"]),
-                source=data.get("source", str(path)),
+                source=str(data.get("source", str(path))),
                 training=dict(data.get("training", {})),
-                scale=float(data.get("scale", 1.0)),
-                geometry=str(data.get("geometry", "ours")),
+                scale=float(scale),
+                geometry=_one_of({"geometry": data.get("geometry", "ours")}, "geometry", ("ours", "caffe")),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+            return info
+        except KeyError as exc:
+            lacks = f"the metadata header lacks {exc}; use a checkpoint fcn-gui wrote"
+            raise CheckpointError(lacks, path) from exc
+        except (ValueError, TypeError) as exc:
             raise CheckpointError(
-                f"the metadata header is malformed ({exc}); re-save the checkpoint", path
+                f"the metadata header is malformed ({exc}); use a checkpoint fcn-gui wrote", path
             ) from exc
 
     def describe(self) -> str:
@@ -95,6 +103,22 @@ class ModelInfo:
         state = "trained" if self.trained else "UNTRAINED: predictions are meaningless until fine-tuned"
         name = " ".join(filter(None, (self.variant.upper(), self.named_backbone)))
         return f"{name}, {self.num_classes} classes, {state}"
+
+
+def _one_of(data: dict, field: str, allowed: tuple[str, ...]) -> str:
+    value = data[field]
+    if value not in allowed:
+        raise ValueError(f"{field} is {value!r}, not one of {', '.join(allowed)}")
+    return value
+
+
+def _triple(data: dict, field: str) -> tuple[float, float, float]:
+    value = data[field]
+    if not isinstance(value, list | tuple) or len(value) != 3 or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value
+    ):
+        raise ValueError(f"{field} is {value!r}, not three numbers")
+    return tuple(float(v) for v in value)
 
 
 def read_info(path: str | Path) -> ModelInfo:

@@ -24,6 +24,7 @@ import torch
 from core.base.atomic import atomic_path
 from core.base.errors import CheckpointError, WeightsNotAvailableError
 from core.base.progress import Progress, drain
+from core.model.tensor_files import check_finite, load_tensor_file
 
 
 @dataclass(frozen=True)
@@ -144,9 +145,7 @@ def load_pretrained_state(source: PretrainedSource, *, allow_download: bool = Fa
                 path,
             )
         drain(download(source))
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"cannot read pretrained weights ({exc}); delete the file and download again", path
-        ) from exc
+    state = load_tensor_file(path, what="pretrained weights file", fix="delete it and download again")
+    if isinstance(state, dict):
+        check_finite({k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, path)
+    return state

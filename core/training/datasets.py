@@ -17,10 +17,10 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from core.base.errors import DatasetError
+from core.base.errors import DatasetError, FcnGuiError
 from core.formats.voc import dataset_classes, find_image, find_voc_root, split_ids
 from core.io.images import read_image
-from core.io.labels import VOID, LabelClass, read_class_file, read_label
+from core.io.labels import VOID, LabelClass, check_label_size, read_class_file, read_label
 from core.training.sampling import EXACT
 
 
@@ -109,6 +109,19 @@ class TrainData:
         return self
 
 
+def from_worker(exc: FcnGuiError) -> FcnGuiError:
+    """``exc`` as the process that read the data raised it. A DataLoader worker's error reaches
+    the main process with the worker's whole traceback as its message; the user needs its last
+    line, the one the main process would have printed."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return exc
+    last = text.strip().splitlines()[-1]
+    clean = type(exc).__new__(type(exc))
+    FcnGuiError.__init__(clean, last.split(": ", 1)[1] if ": " in last else last)
+    return clean
+
+
 class RandomScale(v2.Transform):
     """Resize image and mask together by a random factor in ``[low, high]``."""
 
@@ -164,12 +177,7 @@ class SegmentationDataset(Dataset):
         s = self.samples[index]
         image = read_image(s.image)
         label = read_label(s.label, num_classes=self.num_classes)
-        if label.shape != image.shape[:2]:
-            raise DatasetError(
-                f"label is {label.shape[1]}x{label.shape[0]} but its image is "
-                f"{image.shape[1]}x{image.shape[0]}",
-                s.label,
-            )
+        check_label_size(label, (image.shape[1], image.shape[0]), s.label, s.image)
         return (
             tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)),
             tv_tensors.Mask(torch.from_numpy(label)),

@@ -141,18 +141,13 @@ class LearningHistory:
         """
         if not self.latest_path.exists():
             return None
-        import torch
-
         from core.model.checkpoints import load_checkpoint
+        from core.model.tensor_files import load_tensor_file
 
         try:
             model = load_checkpoint(self.latest_path, num_classes=num_classes)
             state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
-            optim = (
-                torch.load(self.optimizer_path, map_location="cpu", weights_only=True)
-                if self.optimizer_path.exists()
-                else None
-            )
+            optim = load_tensor_file(self.optimizer_path) if self.optimizer_path.exists() else None
         except (FcnGuiError, OSError, ValueError, RuntimeError):
             return None
         return model, optim, state

@@ -12,7 +12,7 @@ import copy
 import math
 import shutil
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from core.base.errors import TrainingError
+from core.base.errors import CheckpointError, FcnGuiError, TrainingError
 from core.base.progress import Progress
 from core.compute.devices import choose_device, prepare_device
 from core.compute.distributed import any_rank, distributed_rank
@@ -29,7 +29,8 @@ from core.io.files import output_folder
 from core.io.labels import VOID
 from core.model.checkpoints import ModelInfo, SegmentationModel, load_checkpoint, new_model, save_checkpoint
 from core.model.networks import replace_classifier
-from core.training.datasets import SegmentationDataset, TrainData, train_transform
+from core.model.tensor_files import load_tensor_file
+from core.training.datasets import SegmentationDataset, TrainData, from_worker, train_transform
 from core.training.evaluate import confusion, sample_pairs
 from core.training.step import StepRunner, build_optimizer, diverged, freeze, set_dropout
 
@@ -216,9 +217,16 @@ class Trainer:
         self.model.module.load_state_dict(last.module.state_dict())
         state_file = optimizer_path(last_path(self.output))
         if state_file.exists():
-            state = torch.load(state_file, map_location=self.device, weights_only=True)
-            self.opt.load_state_dict(state["optimizer"])
-            self.schedule.load_state_dict(state["schedule"])
+            state = load_tensor_file(state_file, map_location=self.device, what="optimizer state")
+            try:
+                self.opt.load_state_dict(state["optimizer"])
+                self.schedule.load_state_dict(state["schedule"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CheckpointError(
+                    f"does not hold the optimizer state of this run ({exc}); delete it to resume "
+                    "with fresh optimizer moments",
+                    state_file,
+                ) from exc
             self.schedule.total_iters = max(self.steps, 1)  # a resumed run may go on for longer
         t = last.info.training
         self.step, self.best_miou = int(t.get("steps", 0)), t.get("best_val_miou")
@@ -256,6 +264,24 @@ class Trainer:
             f"of the images for --crop {self.config.crop}; use a larger --crop or label more"
         )
 
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The loader's batches. Bad data (a label of the wrong size, an unknown class) stops
+        every rank together with its one-line message, as the main process would print it,
+        not the data-loading worker's traceback."""
+        batches = iter(self.loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except FcnGuiError as exc:
+                batch = from_worker(exc)
+            if any_rank(isinstance(batch, Exception), self.device):
+                if isinstance(batch, Exception):
+                    raise batch from None
+                raise TrainingError("another training process stopped on bad data (its message names it)")
+            yield batch
+
     def _out_of_time(self, started: float) -> bool:
         """Past the time budget on any rank (every rank stops at the same step)."""
         budget = self.config.time_budget_s
@@ -275,7 +301,7 @@ class Trainer:
                 if self.world > 1:
                     self.sampler.set_epoch(epoch)
                 epoch += 1
-                for images, masks in self.loader:
+                for images, masks in self._batches():
                     # Crops of unlabelled areas only: nothing to learn from. Skipped by every rank
                     # when one rank has such a batch, so that no rank waits for another's gradients.
                     if any_rank(not (masks != VOID).any(), self.device):
