@@ -18,7 +18,7 @@ from core.base.choices import BACKBONES, PRECISION_CHOICES, UNET, VARIANTS
 from core.base.errors import FcnGuiError
 from core.base.limits import LIMITS, check_overlap
 
-SUBCOMMANDS = ("segment", "train", "eval", "export", "import", "info", "export-model")
+SUBCOMMANDS = ("segment", "train", "eval", "export", "import", "list", "info", "export-model")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--project", required=True, type=Path, help="new project folder")
     imp.add_argument("--classes", type=Path, help="labelme class file (__ignore__, _background_, ...)")
     imp.set_defaults(func=cmd_import)
+
+    ls = sub.add_parser("list", help="a project's images and their states, as CSV or JSON lines")
+    ls.add_argument("project", type=Path, help="project folder (or an image folder with a project)")
+    ls.add_argument("--state", choices=("new", "predicted", "edited", "reviewed"), action="append",
+                    help="only images in this state (repeat for several)")  # fmt: skip
+    ls.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    ls.set_defaults(func=cmd_list)
 
     tr = sub.add_parser("train", help="fine-tune on a VOC folder or a project's reviewed labels")
     tr.add_argument("data", type=Path, help="VOC-layout folder or project")
@@ -334,9 +341,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     """``fcn-gui export``: project -> VOC dataset."""
     from core.formats.masks import export_masks
     from core.formats.voc import export_voc
-    from core.store.project import Project
 
-    with Project.open_path(args.project) as project:
+    with open_project(args.project) as project:
         if args.format == "masks":
             count = run_with_progress(export_masks(project, args.out, only_reviewed=args.only_reviewed),
                                       unit="img", desc="export")  # fmt: skip
@@ -352,6 +358,41 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
         report = run_with_progress(gen, unit="img", desc="export")
     print(report.summary())
+    return 0
+
+
+def open_project(path: Path):
+    """The project at ``path``, with a class removal that a crash cut short finished first."""
+    from core.store.project import Project
+
+    project = Project.open_path(path)
+    if project.removal_pending is not None:
+        print("finishing the class removal that was cut short", file=sys.stderr)
+        run_with_progress(project.iter_resume_removal(), unit="img", desc="classes")
+    return project
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """``fcn-gui list``: every image of a project with its state, a page at a time."""
+    import csv
+    import dataclasses
+
+    from core.store.project import COLUMNS
+
+    with open_project(args.project) as project:
+        states = tuple(args.state) if args.state else None
+        writer = csv.writer(sys.stdout) if args.format == "csv" else None
+        if writer is not None:
+            writer.writerow(COLUMNS)
+        done = 0
+        while page := project.entries(states, after=done, limit=1000):
+            for entry in page:
+                row = dataclasses.asdict(entry)
+                if writer is not None:
+                    writer.writerow(["" if row[c] is None else row[c] for c in COLUMNS])
+                else:
+                    print(json.dumps(row))
+            done += len(page)
     return 0
 
 

@@ -21,6 +21,7 @@ ACTIONS: dict[str, tuple[str, object, str | None, str]] = {
     "open_folder": ("Open Folder…", "Ctrl+Shift+O", "folder", ""),
     "open_project": ("Open Project…", None, None, ""),
     "import": ("Import Annotations (VOC, labelme, masks)…", None, None, ""),
+    "rescan": ("Rescan Image Folder", "F5", None, "Add the images new in the folder, mark those gone"),
     "export": ("Export VOC…", "Ctrl+E", "export", ""),
     "quit": ("Quit", Key.Quit, None, ""),
     "prev": ("Previous Image", "Left", "prev", ""),
@@ -46,7 +47,10 @@ CHECKABLE = ("overlay", "unsure")
 
 # None is a separator; "tools" expands to the tool actions, "recent" to the Open Recent menu
 MENUS: dict[str, list[str | None]] = {
-    "&File": ["open_images", "open_folder", "open_project", "import", "recent", None, "export", None, "quit"],
+    "&File": [
+        "open_images", "open_folder", "open_project", "import", "recent", None,
+        "rescan", "export", None, "quit",
+    ],
     "&Edit": ["undo", "redo", None, "reviewed"],
     "&View": ["fit", "actual", "zoom_in", "zoom_out", None, "overlay", "unsure"],
     "&Tools": ["tools", None, "bigger", "smaller"],

@@ -46,6 +46,8 @@ class Documents(QObject):
             from core.io.images import read_image
 
             image = read_image(project.image_path(entry))
+            if (entry.width, entry.height) != (image.shape[1], image.shape[0]):
+                project.set_size(entry, image.shape[1], image.shape[0])
             label = project.load_label(entry)
             if label is None:
                 label = np.full(image.shape[:2], VOID, dtype=np.uint8)
@@ -73,8 +75,10 @@ class Documents(QObject):
         s.predictions.schedule(doc.image_id)
 
     def put_away(self) -> None:
-        """Save the image on the canvas and take it off (a class removal is about to rewrite it)."""
-        self.session.save_and_wait()
+        """Stage the image on the canvas for saving and take it off (a class removal is about
+        to rewrite every label: it saves what is staged first)."""
+        self.save_current()
+        self.wanted = None
         self._set(None)
 
     def close(self) -> None:
@@ -103,6 +107,7 @@ class Documents(QObject):
         if entry.state != "edited":
             was_reviewed = entry.state == "reviewed"
             s.project.set_state(entry, "edited")
+            s.entry_changed.emit(entry.id)
             s.states_changed.emit()
             if was_reviewed:
                 s.unreviewed.emit(entry.id)
@@ -129,6 +134,7 @@ class Documents(QObject):
             changed = float(np.mean(predicted != doc.label))
             s.project.set_state(entry, entry.state, changed_fraction=changed)
         self.save_current(state="reviewed")
+        s.entry_changed.emit(entry.id)
         s.states_changed.emit()
         s.reviewed.emit(entry.id, doc.label.copy())
         changed = (

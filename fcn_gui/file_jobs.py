@@ -27,29 +27,87 @@ class FileJobs(QObject):
         self.session = session
 
     def open_paths(self, paths: list[str | Path]) -> None:
-        """Open a project/image folder, an annotation folder to import, or image files."""
+        """Open a project/image folder, an annotation folder to import, or image files.
+
+        Everything that touches the disk runs on a worker: a new image folder's project opens
+        empty at once and its images appear as a scan finds them (``scan``)."""
         paths = [Path(p) for p in paths]
         if not paths:
             return
-        try:
+        classes = self.session.model_classes()
+
+        def what():
+            """On the worker: an import to start, or the project to open (made if new)."""
+            from core.store.project import DEFAULT_SUBFOLDER, is_project
+
             if len(paths) == 1 and paths[0].is_dir():
                 folder = paths[0]
-                if not (folder / "fcn-gui-project").exists() and not (folder / "project.json").exists():
+                if not is_project(folder) and not (folder / DEFAULT_SUBFOLDER).exists():
                     try:
-                        self.import_folder(dataset_root(folder, masks=False))
-                        return
+                        return "import", dataset_root(folder, masks=False)
                     except FcnGuiError:
                         pass  # a plain image folder
-                project = Project.open_path(folder, self.session.model_classes())
-            else:
-                images = [p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-                if not images:
-                    raise FcnGuiError("none of these is an image, an image folder or a project", paths[0])
-                project = project_for_images(images, self.session.model_classes())
-        except FcnGuiError as exc:
-            self.session.error.emit(str(exc))
+                project = Project.open_path(folder, classes, scan=False)
+                return "project", project
+            images = [p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            if not images:
+                raise FcnGuiError("none of these is an image, an image folder or a project", paths[0])
+            return "files", project_for_images(images, classes)
+
+        self.session.message.emit(f"Opening {paths[0].name}…")
+        self.session.runner.call(what, "opening", on_result=self._opened, on_error=self.session.error.emit)
+
+    def _opened(self, outcome) -> None:
+        kind, value = outcome
+        if kind == "import":
+            self.import_folder(value)
             return
-        self.session.open_project(project)
+        if self.session.runner.closing:
+            value.close()
+            return
+        self.session.open_project(value)
+        if kind == "project":
+            self.scan(first=value.count() == 0)
+
+    def scan(self, *, first: bool = False) -> None:
+        """Look at the project's image folder again: add the images that appeared (they show in
+        the list as they are found), mark those that vanished. ``first``: the folder is new,
+        and the scan a visible job (progress in the status bar, Cancel stops it)."""
+        session, project = self.session, self.session.project
+        folder = project.folder if project is not None else None
+        if folder is None or not folder.is_dir():
+            if project is not None and folder is not None:
+                session.error.emit(f"{folder}: the image folder is gone; move it back to see its images")
+            return
+        from core.store.scan import scan_folder
+
+        panel_text = session.scan_status
+
+        def found(event) -> None:
+            if session.project is not project:
+                return
+            session.images.grew(len(event.added))
+            for image_id in event.changed:
+                session.entry_changed.emit(image_id)
+            if event.added:
+                session.show_first()
+                session.states_changed.emit()
+            panel_text.emit(event.message)
+
+        def done(report) -> None:
+            panel_text.emit("")
+            if session.project is not project:
+                return
+            session.states_changed.emit()
+            if report.added == 0 and project.count() == 0:
+                session.error.emit(f"{folder}: holds no images (JPEG, PNG, TIFF, BMP, WebP, GIF, PNM)")
+            for path, why in report.skipped:
+                session.message.emit(f"{path}: {why}")
+
+        session.runner.start(
+            lambda: scan_folder(project, folder), f"Scanning {folder.name}", on_yield=found, on_result=done,
+            on_error=session.error.emit, visible=first,
+        )  # fmt: skip
 
     def import_any(self, folder: str | Path) -> None:
         """File > Import: whatever annotation layout ``folder`` holds."""
@@ -61,10 +119,10 @@ class FileJobs(QObject):
     def import_folder(self, folder: Path) -> None:
         """Import a VOC dataset, labelme JSON files or index masks as a project, then open it."""
         from core.formats.detect import import_any
-        from core.store.project import project_home_for
+        from core.store.project import is_project, project_home_for
 
         target = project_home_for(folder)
-        if (target / "project.json").exists():
+        if is_project(target):
             self.open_paths([target])
             return
         session = self.session
@@ -86,7 +144,7 @@ class FileJobs(QObject):
         if project is None:
             session.error.emit("Open a project first (File > Open Folder).")
             return
-        session.save_and_wait()
+        session.documents.save_current()  # staged: the export saves it first
         session.runner.start(
             lambda: export_voc(project, folder, only_reviewed=reviewed_only),
             "Exporting VOC",

@@ -1,49 +1,24 @@
-"""Left dock: the project's images with thumbnails, state badges, a state filter and progress."""
+"""Left dock: the project's images (thumbnails, state badges), a state filter, a name search,
+the order, and "N of M reviewed". A view of ``ImageListModel``: it asks only for the rows on
+screen, so a project of 100,000 images lists as fast as one of 10."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
+from PySide6.QtCore import QItemSelectionModel, QSize, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
+    QHBoxLayout,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
+    QLineEdit,
+    QListView,
     QProgressBar,
     QVBoxLayout,
     QWidget,
 )
 
-from core.store.project import STATES, Project
+from .image_model import FILTERS, ORDERS, THUMB, IdRole, ImageListModel
 
-from .runner import Runner
-from .workers import GeneratorThread
-
-THUMB = 64
-STATE_COLORS = {
-    "new": QColor(150, 150, 150),
-    "predicted": QColor(94, 129, 172),
-    "edited": QColor(235, 160, 60),
-    "reviewed": QColor(100, 170, 90),
-}
-
-
-def _thumbnails(items: list[tuple[str, str]]):
-    """Yield ``(image_id, QImage)`` thumbnails, made on a worker thread (an unreadable image
-    gets none: the user hears why when opening it)."""
-    import qimage2ndarray
-
-    from core.base.errors import FcnGuiError
-    from core.io.thumbnails import thumbnail
-
-    for image_id, path in items:
-        try:
-            qimg = qimage2ndarray.array2qimage(thumbnail(path, THUMB))  # owns its pixels
-        except (FcnGuiError, OSError, ValueError):
-            qimg = QImage()
-        yield image_id, qimg
+SEARCH_DELAY_MS = 250  # typing pauses this long before the list is searched
 
 
 class ImageListPanel(QWidget):
@@ -51,131 +26,95 @@ class ImageListPanel(QWidget):
 
     activated = Signal(str)
 
-    def __init__(self, runner: Runner, parent: QWidget | None = None) -> None:
+    def __init__(self, model: ImageListModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._runner = runner
-        self.project: Project | None = None
-        self.older: Callable[[str], bool] = lambda image_id: False  # predicted by an older model?
+        self.model = model
         self.filter = QComboBox()
-        self.filter.addItems(["All images", *[s.capitalize() for s in STATES], "Not reviewed"])
+        self.filter.addItems(list(FILTERS))
         self.filter.setToolTip("Show only images in this state")
+        self.order = QComboBox()
+        self.order.addItems(list(ORDERS))
+        self.order.setToolTip("The order of the list (and of Next)")
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search names…")
+        self.search.setClearButtonEnabled(True)
         self.progress_label = QLabel("No project")
+        self.scan_label = QLabel()
+        self.scan_label.setStyleSheet("QLabel { color: #666; }")
+        self.scan_label.hide()
         self.progress = QProgressBar()
         self.progress.setTextVisible(False)
         self.progress.setMaximumHeight(8)
-        self.list = QListWidget()
+        self.list = QListView()
+        self.list.setModel(model)
         self.list.setIconSize(QSize(THUMB, THUMB))
-        self.list.setUniformItemSizes(True)
+        self.list.setUniformItemSizes(True)  # the view never measures every row
         self.list.setSpacing(1)
+        self.list.setSelectionMode(QListView.SelectionMode.SingleSelection)
+        choices = QHBoxLayout()
+        choices.addWidget(self.filter, 1)
+        choices.addWidget(self.order, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.filter)
+        layout.addLayout(choices)
+        layout.addWidget(self.search)
         layout.addWidget(self.progress_label)
         layout.addWidget(self.progress)
+        layout.addWidget(self.scan_label)
         layout.addWidget(self.list, 1)
-        self._items: dict[str, QListWidgetItem] = {}
-        self._thumbs: dict[str, QPixmap] = {}
-        self._thread: GeneratorThread | None = None
-        self.filter.currentIndexChanged.connect(self._apply_filter)
-        self.list.currentItemChanged.connect(self._on_current)
+        self._selected: str | None = None
+        self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
+        self._search_timer.timeout.connect(self._apply_view)
+        self.filter.currentIndexChanged.connect(self._apply_view)
+        self.order.currentIndexChanged.connect(self._apply_view)
+        self.search.textChanged.connect(lambda _: self._search_timer.start())
+        self.list.selectionModel().currentChanged.connect(self._on_current)
+        model.rows_ready.connect(self._reselect)
 
-    def set_project(self, project: Project | None) -> None:
-        self.stop_thumbnails()
-        self.project = project
-        self.list.clear()
-        self._items.clear()
-        self._thumbs.clear()
-        if project is None:
-            self.progress_label.setText("No project")
-            return
-        blank = QPixmap(THUMB, THUMB)
-        blank.fill(QColor(60, 60, 64))
-        for entry in project.images:
-            item = QListWidgetItem(entry.id)
-            item.setData(Qt.ItemDataRole.UserRole, entry.id)
-            item.setToolTip(str(project.image_path(entry)))
-            self._items[entry.id] = item
-            self._thumbs[entry.id] = blank
-            self.list.addItem(item)
-        self.refresh()
-        jobs = [(e.id, str(project.image_path(e))) for e in project.images]
-        thread = self._runner.start(
-            lambda: _thumbnails(jobs),
-            "thumbnails",
-            on_yield=lambda pair: self.add_thumbnail(*pair),
-            on_finished=lambda: self._forget(thread),
+    def _apply_view(self) -> None:
+        self.model.set_view(
+            FILTERS[self.filter.currentText()], self.search.text(), ORDERS[self.order.currentText()]
         )
-        self._thread = thread
 
-    def _forget(self, thread: GeneratorThread) -> None:
-        if self._thread is thread:
-            self._thread = None
-
-    def stop_thumbnails(self) -> None:
-        if self._thread is not None:
-            self._thread.cancel()
-            self._runner.finish(self._thread)
-            self._thread = None
-
-    def add_thumbnail(self, image_id: str, image: QImage) -> None:
-        if image_id in self._items and not image.isNull():
-            self._thumbs[image_id] = QPixmap.fromImage(image)
-            self._update_item(image_id)
-
-    def refresh(self) -> None:
-        """Re-read states from the project: badges, filter and progress."""
-        if self.project is None:
+    def show_counts(self, counts: dict[str, int] | None) -> None:
+        """ "N of M reviewed" and its bar, from the project's counts (``None``: no project)."""
+        if counts is None:
+            self.progress_label.setText("No project")
+            self.progress.setValue(0)
             return
-        for image_id in self._items:
-            self._update_item(image_id)
-        counts = self.project.counts()
-        total = len(self.project.images)
-        self.progress_label.setText(f"{counts['reviewed']} of {total} reviewed")
+        total = sum(counts.values())
+        self.progress_label.setText(f"{counts['reviewed']:,} of {total:,} reviewed")
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(counts["reviewed"])
-        self._apply_filter()
 
-    def _update_item(self, image_id: str) -> None:
-        entry = self.project.entry(image_id)
-        item = self._items[image_id]
-        item.setText(f"{entry.id}\n{entry.state}{', older model' if self.older(image_id) else ''}")
-        item.setIcon(_badged(self._thumbs[image_id], STATE_COLORS[entry.state]))
-
-    def _apply_filter(self) -> None:
-        if self.project is None:
-            return
-        index = self.filter.currentIndex()
-        for image_id, item in self._items.items():
-            state = self.project.entry(image_id).state
-            if index == 0:
-                visible = True
-            elif index <= len(STATES):
-                visible = state == STATES[index - 1]
-            else:
-                visible = state != "reviewed"
-            item.setHidden(not visible)
+    def show_scan(self, text: str) -> None:
+        """What the folder scan is doing ("" when it is done)."""
+        self.scan_label.setText(text)
+        self.scan_label.setVisible(bool(text))
 
     def select(self, image_id: str) -> None:
-        item = self._items.get(image_id)
-        if item is not None and self.list.currentItem() is not item:
-            self.list.blockSignals(True)
-            self.list.setCurrentItem(item)
-            self.list.blockSignals(False)
-            self.list.scrollToItem(item)
+        """Show ``image_id`` as the current row (without emitting ``activated``)."""
+        self._selected = image_id
+        row = self.model.row_of(image_id)
+        if row is None:
+            self.list.clearSelection()
+            return
+        index = self.model.index(row)
+        if self.list.currentIndex() != index:
+            selection = self.list.selectionModel()
+            blocker = selection.blockSignals(True)
+            selection.setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+            selection.blockSignals(blocker)
+            self.list.viewport().update()
+        self.list.scrollTo(index)
 
-    def _on_current(self, item: QListWidgetItem | None, _previous) -> None:
-        if item is not None:
-            self.activated.emit(item.data(Qt.ItemDataRole.UserRole))
+    def _reselect(self) -> None:
+        if self._selected is not None:
+            self.select(self._selected)
 
+    def _on_current(self, index, _previous) -> None:
+        image_id = self.model.data(index, IdRole) if index.isValid() else None
+        if image_id is not None and image_id != self._selected:
+            self._selected = image_id
+            self.activated.emit(image_id)
 
-def _badged(thumb: QPixmap, color: QColor) -> QPixmap:
-    out = QPixmap(THUMB, THUMB)
-    out.fill(Qt.GlobalColor.transparent)
-    p = QPainter(out)
-    p.drawPixmap((THUMB - thumb.width()) // 2, (THUMB - thumb.height()) // 2, thumb)
-    p.setRenderHint(QPainter.RenderHint.Antialiasing)
-    p.setPen(QColor(255, 255, 255))
-    p.setBrush(color)
-    p.drawEllipse(THUMB - 17, THUMB - 17, 14, 14)
-    p.end()
-    return out

@@ -116,14 +116,14 @@ class LearningController(QObject):
             return
         if session.runner.closing:
             return
-        if not any(e.state == "reviewed" for e in project.images):
+        if not project.counts()["reviewed"]:
             return
         self._start(project)
 
     def _start(self, project) -> None:
         in_use = self.session.models.model
         restart_from, self._restart_from = self._restart_from, None
-        self.feed.reset([e.id for e in project.images if e.state == "reviewed"])
+        self.feed.reset()  # the learner reads the reviewed images itself, on its worker
         config, device, all_orientations = self.config, self.session.models.device, self.all_orientations
         self._num_classes = len(project.classes)
 

@@ -73,8 +73,7 @@ class MainWindow(QMainWindow):
 
     # --- construction -------------------------------------------------------------------
     def _make_docks(self) -> None:
-        self.image_panel = ImageListPanel(self.session.runner)
-        self.image_panel.older = self.session.predictions.older
+        self.image_panel = ImageListPanel(self.session.images)
         self.class_panel = ClassPanel()
         self.model_panel = ModelPanel()
         self.view_panel = ViewPanel(self.settings)
@@ -95,6 +94,7 @@ class MainWindow(QMainWindow):
             "open_folder": lambda: self._open([dialogs.ask_folder(self, "Open an image folder", start())]),
             "open_project": lambda: self._open([dialogs.ask_folder(self, "Open a project folder", start())]),
             "import": self.import_dialog, "export": self.export_dialog, "quit": self.close,
+            "rescan": lambda: self.files.scan(first=False),
             "prev": lambda: self.go(-1), "next": lambda: self.go(1), "reviewed": s.documents.mark_reviewed,
             "predict": s.predictions.predict_current, "predict_all": self.predict_all,
             "cancel": self.cancel_work,
@@ -118,8 +118,9 @@ class MainWindow(QMainWindow):
         s, v, st = self.session, self.view_panel, self.status
         s.project_changed.connect(self._on_project_changed)
         s.document_changed.connect(self._on_document_changed)
-        s.states_changed.connect(self.image_panel.refresh)
-        s.states_changed.connect(self._show_corrections)
+        s.states_changed.connect(self._show_counts)
+        s.reviewed.connect(lambda *_: self._show_corrections())
+        s.scan_status.connect(self.image_panel.show_scan)
         s.classes_changed.connect(self._on_classes_changed)
         s.message.connect(lambda text: st.showMessage(text, 5000))
         s.error.connect(self.show_error)
@@ -242,7 +243,7 @@ class MainWindow(QMainWindow):
     # --- session events -----------------------------------------------------------------
     def _on_project_changed(self) -> None:
         project = self.session.project
-        self.image_panel.set_project(project)
+        self._show_counts()
         self.class_panel.set_classes(self.session.classes(), keep=0)
         self._show_corrections()
         if project is not None:
@@ -263,7 +264,6 @@ class MainWindow(QMainWindow):
             self.canvas.set_document(doc, keep_view=same_size)
         else:
             self.canvas.set_document(None)
-        self.image_panel.refresh()
 
     def _on_model_ready(self, _info, device_name: str) -> None:
         self.model_panel.show_model(self.session.models)
@@ -282,6 +282,10 @@ class MainWindow(QMainWindow):
     def _show_model_warning(self) -> None:
         if why := self.session.model_mismatch():
             self.model_panel.show_warning(why)
+
+    def _show_counts(self) -> None:
+        project = self.session.project
+        self.image_panel.show_counts(project.counts() if project is not None else None)
 
     def _show_corrections(self) -> None:
         project = self.session.project

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ class Job:
     image_id: str
     path: Path
     force: bool = False  # asked for explicitly (may replace an edited label after confirmation)
+    project: object = None  # the project it was queued for (a result for another one is dropped)
 
 
 class PredictionQueue(QObject):
@@ -26,6 +28,7 @@ class PredictionQueue(QObject):
     """
 
     started = Signal(str)
+    cancelled = Signal()  # cancel_all: background work stops too
     progress = Signal(int, int, str)
     predicted = Signal(object, object)
     failed = Signal(str, str)
@@ -38,6 +41,9 @@ class PredictionQueue(QObject):
         self.pending: list[Job] = []
         self.current: Job | None = None
         self._thread: GeneratorThread | None = None
+        # Asked for the next job once the queue is empty (background work found a page at a
+        # time, instead of a queue holding every image of a large project).
+        self.background: Callable[[], Job | None] = lambda: None
 
     @property
     def busy(self) -> bool:
@@ -60,6 +66,7 @@ class PredictionQueue(QObject):
     def cancel_all(self) -> None:
         """Drop the queue and stop the running job at its next tile."""
         self.pending.clear()
+        self.cancelled.emit()
         if self._thread is not None:
             self._thread.cancel()
 
@@ -77,11 +84,14 @@ class PredictionQueue(QObject):
         if self.current is not None or self._runner.closing:  # quitting: whatever is queued waits
             return
         predictor = self._predictor_source()
-        if not self.pending or predictor is None:
+        if predictor is None:
             if not self.pending:
                 self.idle.emit()
             return
-        job = self.pending.pop(0)
+        job = self.pending.pop(0) if self.pending else self.background()
+        if job is None:
+            self.idle.emit()
+            return
         self.current = job
 
         def work():

@@ -15,10 +15,10 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoGroup
 
-from core.base.errors import FcnGuiError
 from core.store.project import Project
 
 from .documents import Documents
+from .image_model import ImageListModel
 from .model_manager import ModelManager
 from .navigation import Navigation
 from .prediction import PredictionQueue
@@ -39,6 +39,8 @@ class Session(QObject):
     classes_changed = Signal()
     document_changed = Signal(object)
     states_changed = Signal()
+    entry_changed = Signal(str)  # an image's state or fields changed: its row repaints
+    scan_status = Signal(str)  # what the folder scan is doing ("" when done)
     message = Signal(str)
     error = Signal(str)
     confirm_replace = Signal(object, object)
@@ -55,9 +57,12 @@ class Session(QObject):
         self.models = ModelManager(self.runner, self)
         self.queue = PredictionQueue(self.usable_predictor, self.runner, self)
         self.saver = Saver(self.runner, self)
+        self.images = ImageListModel(self.runner, self)  # the project's images as the list shows them
         self.documents = Documents(self, self)
         self.predictions = Predictions(self, self)
         self.navigation = Navigation(self, self)
+        self.images.older = self.predictions.older
+        self.entry_changed.connect(self.images.entry_changed)
         self._repredict_on_ready = False
         self.models.ready.connect(lambda *_: self._on_model_ready())
         self.saver.failed.connect(self.error)
@@ -97,7 +102,7 @@ class Session(QObject):
             self._repredict_on_ready = False
             self.predictions.repredict_unreviewed()  # earlier confidences still rank Next until replaced
         else:
-            self.states_changed.emit()  # which predictions are older depends on the model in use
+            self.images.refresh_all()  # which predictions are older depends on the model in use
             if self.doc is not None:
                 self.predictions.schedule(self.doc.image_id)
 
@@ -135,40 +140,38 @@ class Session(QObject):
 
     # --- project ------------------------------------------------------------------------
     def open_project(self, project: Project) -> None:
-        """Switch to ``project`` (closing the previous one, its edits saved)."""
+        """Switch to ``project`` (the previous one is saved and closed in the background)."""
         self.close_project()
         self.project = project
+        self.images.set_project(project)
         self.project_changed.emit()
         ckpt = project.checkpoint
         if ckpt and Path(ckpt).exists() and str(self.models.checkpoint) != ckpt:
             self.models.load(Path(ckpt), project.classes)  # the model its predictions came from
         for path, why in project.skipped:
             self.message.emit(f"{path}: {why}")
-        missing = project.missing_images()
-        if missing:
-            self.error.emit(
-                f"{len(missing)} images of this project are missing (e.g. {project.image_path(missing[0])}); "
-                "move them back or open the folder they are in."
-            )
-        first = next(
-            (e for e in project.images if e.state != "reviewed"),
-            project.images[0] if project.images else None,
-        )
+        self.show_first()
+
+    def show_first(self) -> None:
+        """Show the first image not reviewed (else the first) when none is shown yet."""
+        project = self.project
+        if project is None or self.doc is not None or self.documents.wanted is not None:
+            return
+        first = project.neighbour(None, 1, ("new", "predicted", "edited")) or project.neighbour(None, 1)
         if first is not None:
-            self.documents.show(first.id)
+            self.documents.show(first)
 
     def close_project(self) -> None:
+        """Take the project off; its edits are staged and it is saved and closed by the saver,
+        in the background: nothing here waits."""
         self.queue.cancel_all()
-        self.queue.wait()
-        self.save_and_wait()
-        if self.project is not None:
-            try:
-                self.project.close()
-            except FcnGuiError as exc:
-                self.error.emit(str(exc))
-        self.project = None
+        self.documents.save_current()
+        project, self.project = self.project, None
+        if project is not None:
+            self.saver.submit(project.close)
         self.predictions.clear()
         self.documents.close()
+        self.images.set_project(None)
 
     # --- saving -------------------------------------------------------------------------
     def save_async(self) -> None:
@@ -177,24 +180,24 @@ class Session(QObject):
             self.saver.submit(project.flush)
 
     def save_and_wait(self) -> None:
-        """Stage the current label and wait until every pending write is on disk."""
+        """Stage the current label and wait until every pending write is on disk (quitting)."""
         self.documents.save_current()
         self.saver.wait()
 
     # --- shutdown -----------------------------------------------------------------------
     def shutdown(self) -> None:
-        """Cancel work, wait for every thread, save, release the project."""
+        """Quitting: cancel work, wait for every thread, save, release the project."""
         self.queue.cancel_all()
         self.runner.shutdown()
         self.close_project()
+        self.saver.wait()
 
 
 def project_for_images(paths: list[Path], classes=None) -> Project:
     """Open (or make, with ``classes``) the project next to the first image; add ``paths``."""
-    from core.store.project import project_home_for
+    from core.store.project import is_project, project_home_for
 
     home = project_home_for(paths[0].parent)
-    project = Project.open(home) if (home / "project.json").exists() else Project.create(home, [], classes)
+    project = Project.open(home) if is_project(home) else Project.create(home, [], classes)
     project.add_images(paths)
-    project.flush()
     return project

@@ -1,34 +1,57 @@
 """What every export takes from a project: the labelled images, each with its image file.
 
-Chosen before anything is written, so an export that cannot be complete (an image moved
-away) is refused whole instead of failing half-way.
+Checked before anything is written, so an export that cannot be complete (an image moved
+away) is refused whole instead of failing half-way; then read a page at a time, so exporting
+100,000 labels holds one page of entries, never the whole project.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from core.base.errors import DatasetError
 from core.store.project import ImageEntry, Project
 
 LABELLED = ("predicted", "edited", "reviewed")
+PAGE = 1000
 
 
-def export_entries(project: Project, *, only_reviewed: bool = False) -> list[ImageEntry]:
+@dataclass
+class ExportSelection:
+    """The entries of ``project`` in ``states`` whose label is on disk; ``total`` of them."""
+
+    project: Project
+    states: tuple[str, ...]
+    total: int = 0
+
+    def __iter__(self) -> Iterator[ImageEntry]:
+        done = 0
+        while page := self.project.entries(self.states, after=done, limit=PAGE):
+            done += len(page)
+            yield from (e for e in page if self.project.label_path(e).exists())
+
+
+def export_entries(project: Project, *, only_reviewed: bool = False) -> ExportSelection:
     """The entries to export: saved labels in a labelled state (``reviewed`` only if asked).
 
     Raises ``DatasetError`` when there are none, or when an image of one is missing.
     """
     project.flush()
-    wanted = ("reviewed",) if only_reviewed else LABELLED
-    entries = [e for e in project.images if e.state in wanted and project.label_path(e).exists()]
-    if not entries:
+    selection = ExportSelection(project, ("reviewed",) if only_reviewed else LABELLED)
+    missing, shown = 0, []
+    for entry in selection:
+        selection.total += 1
+        if not project.image_path(entry).exists():
+            missing += 1
+            shown += [str(project.image_path(entry))] if len(shown) < 5 else []
+    if not selection.total:
         hint = "drop --only-reviewed, or mark some reviewed" if only_reviewed else "mark some reviewed"
         raise DatasetError(f"no labelled images to export ({hint})", project.root)
-    missing = [project.image_path(e) for e in entries if not project.image_path(e).exists()]
     if missing:
-        shown = ", ".join(str(p) for p in missing[:5])
         raise DatasetError(
-            f"{len(missing)} labelled images are missing ({shown}); "
+            f"{missing} labelled images are missing ({', '.join(shown)}); "
             "restore them or remove them from the project",
             project.root,
         )
-    return entries
+    return selection

@@ -8,7 +8,9 @@ or any other bad label, stops the import and leaves nothing behind (``building``
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable
+import itertools
+import os
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,29 +62,41 @@ def import_items(
 ) -> Generator[Progress, None, ImportReport]:
     """Make a project in ``project_dir`` from ``items`` (``total`` of them); yield per item.
 
-    ``skipped`` are files the format already could not use, reported with the rest.
+    ``skipped`` are files the format already could not use, reported with the rest. Items are
+    added ``FLUSH_EVERY`` at a time: one transaction for their rows, one save for their labels.
     """
     with building(project_dir, classes) as project:
         report = ImportReport(project, skipped=list(skipped or []))
-        for done, item in enumerate(items, start=1):
-            _add(project, item, report)
-            if done % FLUSH_EVERY == 0:
-                project.flush()
-            yield Progress(done, total, item.id)
+        taken: set[str] = set()  # the ids given so far (the project is new)
+        done = 0
+        for chunk in _batched(items, FLUSH_EVERY):
+            _add(project, chunk, report, taken)
+            project.flush()
+            for item in chunk:
+                done += 1
+                yield Progress(done, total, item.id)
     return report
 
 
-def _add(project: Project, item: ImportItem, report: ImportReport) -> None:
-    if item.label is not None:
-        check_label_size(item.label, image_size(item.image), item.source or item.image, item.image)
-    entries = project.add_images([item.image])
-    if not entries:
-        why = f"its image {item.image.name} is in the project already (labelled by another file)"
-        report.skipped.append((item.source or item.image, why))
-        return
-    project.rename_image(entries[0], item.id)  # taken by another image: it keeps a numbered id
-    if item.label is None:
-        report.unlabelled += 1
-    else:
-        project.set_label(entries[0], item.label, "reviewed")
-        report.imported += 1
+def _add(project: Project, chunk: tuple[ImportItem, ...], report: ImportReport, taken: set[str]) -> None:
+    for item in chunk:
+        if item.label is not None:
+            check_label_size(item.label, image_size(item.image), item.source or item.image, item.image)
+    entries = project.add_images([i.image for i in chunk], taken=taken, ids=[i.id for i in chunk])
+    by_path = {project.image_path(e): e for e in entries}
+    for item in chunk:
+        entry = by_path.pop(Path(os.path.normpath(item.image.absolute())), None)
+        if entry is None:
+            why = f"its image {item.image.name} is in the project already (labelled by another file)"
+            report.skipped.append((item.source or item.image, why))
+        elif item.label is None:
+            report.unlabelled += 1
+        else:
+            project.set_label(entry, item.label, "reviewed")
+            report.imported += 1
+
+
+def _batched(items: Iterable[ImportItem], size: int) -> Iterator[tuple[ImportItem, ...]]:
+    it = iter(items)
+    while chunk := tuple(itertools.islice(it, size)):
+        yield chunk

@@ -42,16 +42,16 @@ def export_masks(
 ) -> Generator[Progress, None, int]:
     """Write the project's labels as index masks with their images; returns how many."""
     out = output_folder(out_dir, "export folder")  # a file in the way: said before anything else
-    entries = export_entries(project, only_reviewed=only_reviewed)
-    for done, entry in enumerate(entries, start=1):
+    selection = export_entries(project, only_reviewed=only_reviewed)
+    for done, entry in enumerate(selection, start=1):
         source = project.image_path(entry)
         with atomic_path(out / "images" / f"{entry.id}{source.suffix.lower()}") as tmp:
             shutil.copyfile(source, tmp)
         with atomic_path(out / "masks" / f"{entry.id}.png") as tmp:
             Image.fromarray(project.load_label(entry), mode="L").save(tmp, format="PNG")
-        yield Progress(done, len(entries), entry.id)
+        yield Progress(done, selection.total, entry.id)
     atomic_write_text(out / "classes.txt", "".join(f"{c.name}\n" for c in project.classes))
-    return len(entries)
+    return selection.total
 
 
 def read_index_mask(path: Path, num_classes: int) -> np.ndarray:

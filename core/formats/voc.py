@@ -40,11 +40,11 @@ class ExportReport:
 
     out_dir: Path
     splits: dict[str, list[str]] = field(default_factory=dict)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    unlabelled: int = 0  # images left out: no label yet, or not in the states asked for
 
     def summary(self) -> str:
         counts = ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
-        return f"exported to {self.out_dir}: {counts}; {len(self.skipped)} images without a usable label"
+        return f"exported to {self.out_dir}: {counts}; {self.unlabelled} images without a usable label"
 
 def split_ids(ids: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """A deterministic train/val split of ``ids`` (at least one val image if any is asked)."""
@@ -77,17 +77,18 @@ def export_voc(
     if image_format not in ("jpg", "png"):
         raise DatasetError(f"--image-format must be jpg or png, got {image_format!r}")
     out = output_folder(out_dir, "export folder")  # a file in the way: said before anything else
-    entries = export_entries(project, only_reviewed=only_reviewed)
+    selection = export_entries(project, only_reviewed=only_reviewed)
     report = ExportReport(out)
-    chosen = {e.id for e in entries}
-    report.skipped = [(e.id, f"state {e.state}") for e in project.images if e.id not in chosen]
-    for done, entry in enumerate(entries, start=1):
+    report.unlabelled = project.count() - selection.total
+    ids = []
+    for done, entry in enumerate(selection, start=1):
         source = project.image_path(entry)
         label = project.load_label(entry)
         _write_image(source, out / "JPEGImages" / f"{entry.id}.{image_format}", image_format)
         write_label(out / "SegmentationClass" / f"{entry.id}.png", label, project.classes)
-        yield Progress(done, len(entries), entry.id)
-    train, val = split_ids([e.id for e in entries], val_fraction, seed)
+        ids.append(entry.id)
+        yield Progress(done, selection.total, entry.id)
+    train, val = split_ids(ids, val_fraction, seed)
     report.splits = {"train": train, "val": val, "trainval": sorted(train + val)}
     for name, ids in report.splits.items():
         atomic_write_text(out / "ImageSets" / "Segmentation" / f"{name}.txt", "".join(f"{i}\n" for i in ids))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.base.errors import FcnGuiError
 from core.io.images import is_image_path
 
-PROJECT_MANIFEST = "project.json"  # a folder holding one is an fcn-gui project, not images
+PROJECT_FILES = ("project.db", "project.json")  # a folder holding one is an fcn-gui project, not images
 
 
 def output_folder(path: str | Path, what: str = "output folder") -> Path:
@@ -77,25 +78,37 @@ def collect_images(
 
 
 def _walk(root: Path, rejected: list[tuple[Path, str]]) -> list[Path]:
-    """Every file under ``root``, following symbolic links to folders; a link back to a folder
-    already scanned (a loop) is reported in ``rejected`` and not followed. Hidden folders and
-    fcn-gui projects (their labels are not images to label) are left out."""
-    files: list[Path] = []
+    return list(walk_files(root, rejected))
+
+
+def walk_files(root: Path, rejected: list[tuple[Path, str]]) -> Iterator[Path]:
+    """Every file under ``root``, folder by folder in name order, as it is found (a folder of
+    100,000 images yields its first at once). Symbolic links to folders are followed; a link
+    back to a folder already scanned (a loop) is reported in ``rejected`` and not followed.
+    Hidden entries and fcn-gui projects (their labels are not images to label) are left out."""
     seen = {root.resolve()}
-    for folder, subfolders, names in os.walk(root, followlinks=True):
-        here = Path(folder)
-        kept = []
-        for name in sorted(subfolders):
-            sub = here / name
-            if name.startswith(".") or (sub / PROJECT_MANIFEST).exists():
-                continue
-            real = sub.resolve()
-            if real in seen:
-                why = f"links to {real}, a folder already scanned (a symbolic link loop); skipped"
-                rejected.append((sub, why))
-                continue
-            seen.add(real)
-            kept.append(name)
-        subfolders[:] = kept
-        files.extend(here / n for n in sorted(names) if (here / n).is_file())
-    return files
+    stack = [root]
+    while stack:
+        here = stack.pop()
+        try:
+            with os.scandir(here) as it:
+                entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+        except OSError as exc:
+            rejected.append((here, f"cannot be read ({exc.strerror}); skipped"))
+            continue
+        folders = []
+        for entry in entries:
+            if entry.is_dir():
+                sub = Path(entry.path)
+                if any((sub / name).exists() for name in PROJECT_FILES):
+                    continue
+                real = sub.resolve()
+                if real in seen:
+                    why = f"links to {real}, a folder already scanned (a symbolic link loop); skipped"
+                    rejected.append((sub, why))
+                    continue
+                seen.add(real)
+                folders.append(sub)
+            elif entry.is_file():
+                yield Path(entry.path)
+        stack.extend(reversed(folders))  # the first subfolder is scanned next

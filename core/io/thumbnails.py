@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sqlite3
+import threading
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from core.io.images import DEFAULT_MAX_PIXELS, open_image, read_image
+from core.io.images import DEFAULT_MAX_PIXELS, displayed_size, open_image, read_image
 
 FAST_MODES = ("RGB", "L", "P", "RGBA", "CMYK")  # what Pillow scales down without our conversion
 
@@ -16,12 +20,87 @@ def thumbnail(path: str | Path, side: int, *, max_pixels: int = DEFAULT_MAX_PIXE
     """An ``hxwx3 uint8`` preview of ``path`` fitting ``side`` x ``side``, as it is shown (EXIF
     rotation applied). A JPEG is decoded at a fraction of its size; an image above ``max_pixels``
     is refused like any other read (``ImageTooLargeError``), before it is decoded."""
+    return thumbnail_and_size(path, side, max_pixels=max_pixels)[0]
+
+
+def thumbnail_and_size(
+    path: str | Path, side: int, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """``thumbnail`` and the image's displayed ``(width, height)``, from one read."""
     with open_image(path, max_pixels=max_pixels) as img:
+        size = displayed_size(img)
         if img.mode in FAST_MODES:
             img.draft("RGB", (side * 2, side * 2))  # JPEG: decode at 1/2 to 1/8 of the size
             small = ImageOps.exif_transpose(img)
             small.thumbnail((side, side))
-            return np.asarray(small.convert("RGB"))
+            return np.asarray(small.convert("RGB")), size
     small = Image.fromarray(read_image(path, max_pixels=max_pixels))  # 16-bit, float: stretched
     small.thumbnail((side, side))
-    return np.asarray(small)
+    return np.asarray(small), size
+
+
+class ThumbnailStore:
+    """Thumbnails kept on disk between sessions: one small SQLite file (``PROJECT/cache/
+    thumbnails.db``), each a JPEG keyed by the image's id and stamped with its file's size and
+    modification time, so a changed image gets a new one. Any thread may use it (one
+    connection, one at a time); a damaged or unwritable file only means thumbnails are made
+    again."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._con: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection | None:
+        if self._con is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA synchronous=OFF")  # a cache: losing the last ones costs nothing
+                con.execute("CREATE TABLE IF NOT EXISTS thumbs (id TEXT PRIMARY KEY, stamp TEXT, jpeg BLOB)")
+                self._con = con
+            except (sqlite3.Error, OSError):
+                return None
+        return self._con
+
+    def get(self, key: str, stamp: str) -> np.ndarray | None:
+        """The thumbnail kept for ``key`` if it was made from the file as ``stamp`` says it is now."""
+        with self._lock:
+            con = self._connection()
+            try:
+                found = con.execute("SELECT stamp, jpeg FROM thumbs WHERE id = ?", (key,)) if con else None
+                row = found.fetchone() if found else None
+            except sqlite3.Error:
+                return None
+        if row is None or row[0] != stamp:
+            return None
+        with contextlib.suppress(OSError, ValueError), Image.open(io.BytesIO(row[1])) as img:
+            return np.asarray(img.convert("RGB"))
+        return None
+
+    def put(self, key: str, stamp: str, pixels: np.ndarray) -> None:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=85)
+        row = (key, stamp, buffer.getvalue())
+        with self._lock:
+            con = self._connection()
+            with contextlib.suppress(sqlite3.Error):
+                if con is not None:
+                    con.execute("INSERT OR REPLACE INTO thumbs VALUES (?, ?, ?)", row)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._con.close()
+                self._con = None
+
+
+def file_stamp(path: str | Path) -> str | None:
+    """What a kept thumbnail is checked against: the file's size and modification time."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}"

@@ -34,6 +34,11 @@ class ImageEntry:
     checkpoint: str | None = None
     modified: str | None = None
     changed_fraction: float | None = None
+    confidence: float | None = None  # mean confidence of its latest prediction
+    width: int | None = None
+    height: int | None = None
+    missing: bool = False  # its file was gone at the last scan
+    row: int = 0  # its place in the project's order (the database's row number; 0: not stored yet)
 
 
 @dataclass

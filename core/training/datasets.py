@@ -21,6 +21,7 @@ from core.base.errors import DatasetError, FcnGuiError
 from core.formats.voc import dataset_classes, find_image, find_voc_root, split_ids
 from core.io.images import read_image
 from core.io.labels import VOID, LabelClass, check_label_size, read_class_file, read_label
+from core.store.project import DEFAULT_SUBFOLDER, Project, is_project, project_parts
 from core.training.sampling import EXACT
 
 
@@ -48,9 +49,7 @@ class TrainData:
     ) -> TrainData:
         """A VOC-layout folder, or a project (its reviewed labels only)."""
         path = Path(path)
-        if (path / "project.json").exists() or (path / "fcn-gui-project" / "project.json").exists():
-            from core.store.project import Project
-
+        if is_project(path) or is_project(path / DEFAULT_SUBFOLDER) or project_parts(path):
             with Project.open_path(path) as project:
                 return cls.from_project(
                     project, val_fraction=val_fraction, seed=seed, snapshot_dir=snapshot_dir
@@ -83,7 +82,7 @@ class TrainData:
         """Reviewed images only; with ``snapshot_dir``, labels are copied there first so later
         edits in the app cannot change a running training."""
         project.flush()
-        reviewed = [e for e in project.images if e.state == "reviewed" and project.label_path(e).exists()]
+        reviewed = [e for e in project.entries(("reviewed",)) if project.label_path(e).exists()]
         if not reviewed:
             raise DatasetError(
                 "no reviewed images to train on: mark corrected labels reviewed first", project.root

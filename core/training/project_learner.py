@@ -80,15 +80,18 @@ def learn(
     restart_from: str | Path | None = None,
     started: Callable[[ContinuousLearner], None] | None = None,
 ) -> Generator[LearnerEvent, None, None]:
-    """Build the project's learner (``started`` gets it before its first step) and run it until
-    closed, applying ``feed`` between steps; yields its events."""
+    """Build the project's learner (``started`` gets it before its first step), give it the
+    project's reviewed images, and run it until closed, applying ``feed`` between steps; yields
+    its events."""
     learner = build_learner(project, in_use, config, restart_from=restart_from)
     if started is not None:
         started(learner)
+    reviewed = [("add", image_id, None) for image_id in project.ids(("reviewed",))]
     run = learner.run()
     try:
         while True:
-            for kind, image_id, label in feed.take():
+            changes, reviewed = reviewed + feed.take(), []
+            for kind, image_id, label in changes:
                 if kind == "remove":
                     learner.remove(image_id)
                 elif (example := reviewed_example(project, image_id, label)) is not None:

@@ -26,13 +26,14 @@ import pytest
 import torch
 from PIL import Image
 
+from core.base.progress import drain
 from core.io.labels import classes_from_names, write_label
 from core.model.checkpoints import ModelInfo, new_model, save_checkpoint
 from core.store.project import Project
 
 ROOT = Path(__file__).parents[2]
 OUTPUTS = ("out", "new-project", "model.safetensors", "model.last.safetensors")  # the commands' own
-OURS = (".lock", ".lock.owner")
+OURS = (".lock", ".lock.owner", "backups")  # the project's lock and the backups an open takes
 
 
 def cells() -> np.ndarray:
@@ -53,10 +54,26 @@ def labelled_project(world: Path, *, folder: str = "photos") -> Path:
     return photos / "fcn-gui-project"
 
 
-def edit_manifest(project: Path, change: Callable[[dict], None]) -> None:
-    data = json.loads((project / "project.json").read_text())
+def v1_project(world: Path, change: Callable[[dict], None]) -> Path:
+    """A project as an earlier fcn-gui wrote it (format 1: ``project.json``), changed by ``change``;
+    opening it migrates it to a database, checking every field."""
+    photos = world / "photos"
+    photos.mkdir()
+    project = photos / "fcn-gui-project"
+    (project / "labels.v1").mkdir(parents=True)
+    for name in ("a", "b"):
+        Image.fromarray(cells()).save(photos / f"{name}.png")
+    label = np.zeros((48, 64), np.uint8)
+    label[10:20, 10:30] = 1
+    write_label(project / "labels.v1" / "a.png", label)
+    data = {
+        "format": "fcn-gui-project", "version": 1, "labels_dir": "labels.v1", "checkpoint": None,
+        "classes": [{"name": "background", "color": [0, 0, 0]}, {"name": "cell", "color": [128, 0, 0]}],
+        "images": [{"id": "a", "path": "../a.png", "state": "reviewed"}, {"id": "b", "path": "../b.png"}],
+    }  # fmt: skip
     change(data)
     (project / "project.json").write_text(json.dumps(data))
+    return project
 
 
 def voc(world: Path, label: np.ndarray | None = None, name: str = "voc") -> Path:
@@ -172,24 +189,29 @@ class Case:
 
 def _manifest_case(name: str, change: Callable[[dict], None], says: str, command: str = "export") -> Case:
     def make(world: Path) -> Path:
-        project = labelled_project(world)
-        edit_manifest(project, change)
-        return project
+        return v1_project(world, change)
 
     train = "train {0} --output model.safetensors --workers 0"
     args = "export {0} --out out" if command == "export" else train
     return Case(name, make, args, 1, says)
 
 
-def _missing_manifest(world: Path, *, of_folder: bool) -> Path:
+def _missing_database(world: Path, *, of_folder: bool) -> Path:
     project = labelled_project(world)
-    (project / "project.json").unlink()
+    (project / "project.db").unlink()
     return project.parent if of_folder else project
+
+
+def damaged_database(world: Path) -> Path:
+    project = labelled_project(world)
+    Project.open(project).close()  # the open takes a backup
+    (project / "project.db").write_bytes(b"SQLite format 3\x00" + b"\x13" * 4000)
+    return project
 
 
 CASES = [
     _manifest_case("labels folder named by the manifest is missing",
-                   lambda d: d.update(labels_dir="labels.v9"), "labels.v9, which is missing"),
+                   lambda d: d.update(labels_dir="labels.v9"), "labels folder labels.v9 is missing"),
     _manifest_case("labels folder named with a number", lambda d: d.update(labels_dir=3), "labels_dir is 3"),
     _manifest_case("empty class list", lambda d: d.update(classes=[]), "classes are wrong"),
     _manifest_case("manifest version of the wrong type",
@@ -199,13 +221,15 @@ CASES = [
     _manifest_case("image state unknown", lambda d: d["images"][0].update(state="done"), "state 'done'"),
     _manifest_case("image id that is a path",
                    lambda d: d["images"][0].update(id="../../x"), "file-name-safe id"),
-    Case("project without its manifest", lambda w: _missing_manifest(w, of_folder=False),
-         "export {0} --out out", 1, "project.json is missing"),
-    Case("image folder whose project lost its manifest", lambda w: _missing_manifest(w, of_folder=True),
-         "export {0} --out out", 1, "project.json is missing"),
-    Case("import into a project folder without its manifest",
-         lambda w: (_missing_manifest(w, of_folder=False), voc(w))[1],
-         "import {0} --project photos/fcn-gui-project", 1, "project.json is missing"),
+    Case("project without its database", lambda w: _missing_database(w, of_folder=False),
+         "export {0} --out out", 1, "project.db is missing"),
+    Case("image folder whose project lost its database", lambda w: _missing_database(w, of_folder=True),
+         "export {0} --out out", 1, "project.db is missing"),
+    Case("import into a project folder without its database",
+         lambda w: (_missing_database(w, of_folder=False), voc(w))[1],
+         "import {0} --project photos/fcn-gui-project", 1, "project.db is missing"),
+    Case("a damaged project database", damaged_database, "export {0} --out out", 1,
+         "the project database is damaged"),
     Case("training label of the wrong size, read by a worker process",
          lambda w: voc(w, np.zeros((30, 40), np.uint8)),
          "train {0} --output model.safetensors --variant unet --steps 2 --crop 32 --workers 2", 1,
@@ -245,12 +269,16 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "FCN_GUI_WEIGHTS_MIRROR": "http://127.0.0.1:9"}
 
 
+def _ours(rel: Path) -> bool:
+    return any(part in OURS for part in rel.parts)
+
+
 def user_files(world: Path) -> dict[str, str]:
     """sha1 of every file but the commands' outputs and the project lock."""
     files = {}
     for path in sorted(world.rglob("*")):
         rel = path.relative_to(world)
-        if rel.parts[0] in OUTPUTS or path.name in OURS or path.is_symlink() or not path.is_file():
+        if rel.parts[0] in OUTPUTS or _ours(rel) or path.is_symlink() or not path.is_file():
             continue
         files[str(rel)] = hashlib.sha1(path.read_bytes()).hexdigest()
     return files
@@ -282,22 +310,21 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def test_a_class_removal_cut_short_leaves_only_its_own_folder_to_clean_up(tmp_path):
-    """The folder a removal writes is recorded in the manifest first; only that one is deleted
-    when the next open finds it. Any other labels folder stays, whatever its name."""
+def test_a_class_removal_cut_short_touches_only_its_own_folder(tmp_path):
+    """The folder a removal writes is recorded in the database first; only that one is ever
+    written or, cancelled, deleted. Any other labels folder stays, whatever its name."""
     project = labelled_project(tmp_path)
     stray = project / "labels.v7"
     stray.mkdir()
     (stray / "mine.png").write_bytes(b"a user's file")
     done = subprocess.run([sys.executable, "-c", CUT_SHORT, str(project)], cwd=ROOT, env=_env())
     assert done.returncode == -9  # it died in the middle
-    assert json.loads((project / "project.json").read_text())["pending_labels_dir"] == "labels.v2"
-    assert (project / "labels.v2").is_dir()
     with Project.open(project) as p:
-        assert p.labels_dir == "labels.v1" and len(p.classes) == 2
-    assert not (project / "labels.v2").exists()  # its own unfinished work: gone
+        assert p.removal_pending["labels_dir"] == "labels.v2" and (project / "labels.v2").is_dir()
+        drain(p.iter_resume_removal())
+        assert p.labels_dir == "labels.v2" and len(p.classes) == 1
     assert (stray / "mine.png").read_bytes() == b"a user's file"  # not its own: kept
-    assert "pending_labels_dir" not in json.loads((project / "project.json").read_text())
+    assert sorted(d.name for d in project.glob("labels.v*")) == ["labels.v2", "labels.v7"]
 
 
 def test_a_failed_import_removes_only_what_it_made(tmp_path):
@@ -325,7 +352,7 @@ def test_written_files_get_the_permissions_of_the_users_umask(tmp_path):
         save_checkpoint(tmp_path / "m.safetensors", new_model(ModelInfo(variant="unet")))
     finally:
         os.umask(old)
-    written = [project / "project.json", *(project / "labels.v1").glob("*.png"), tmp_path / "m.safetensors",
+    written = [project / "project.db", *(project / "labels.v1").glob("*.png"), tmp_path / "m.safetensors",
                *(tmp_path / "out").rglob("*.*")]  # fmt: skip
     assert len(written) > 6
     assert {oct(p.stat().st_mode & 0o777) for p in written} == {"0o644"}  # as open() makes them

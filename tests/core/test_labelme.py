@@ -127,7 +127,7 @@ def test_a_label_missing_from_the_class_file_is_refused_by_name(labelme_folder, 
                  "--classes", str(labelme_folder / "classes.txt")])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1 and "'dog'" in err and ("kitchen.json" in err or "embedded.json" in err)
-    assert not (tmp_path / "p" / "project.json").exists()  # nothing half-imported
+    assert not (tmp_path / "p").exists()  # nothing half-imported
 
 
 def test_index_masks_export_and_import_round_trip(labelme_folder, tmp_path, capsys):

@@ -2,6 +2,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -12,8 +13,10 @@ import pytest
 from PIL import Image
 
 from core.base.errors import LabelError, ProjectError
+from core.base.progress import drain
 from core.io.labels import VOC_PALETTE, VOID
-from core.store.project import MANIFEST, Project
+from core.store.database import DATABASE, backups
+from core.store.project import Project
 
 ROOT = Path(__file__).parents[2]
 
@@ -38,9 +41,8 @@ def test_image_folder_becomes_a_project_and_reopens(image_folder):
     again = Project.open_path(image_folder)
     assert [e.id for e in again.images] == [e.id for e in project.images]
     assert again.image_path(again.images[0]).exists()
+    assert again.db.meta("schema") == "2" and not (again.root / "project.json").exists()
     again.close()
-    manifest = json.loads((image_folder / "fcn-gui-project" / MANIFEST).read_text())
-    assert manifest["version"] == 1 and manifest["format"] == "fcn-gui-project"
 
 
 def test_second_instance_is_refused_and_a_killed_owner_releases_the_lock(image_folder):
@@ -95,20 +97,71 @@ def test_bad_labels_are_refused(image_folder):
             project.load_label(a)
 
 
-def test_newer_or_corrupt_manifest_is_never_overwritten(image_folder):
+def test_a_newer_or_damaged_database_is_refused_naming_the_newest_backup(image_folder):
+    Project.open_path(image_folder).close()  # created; the open below takes the first backup
     Project.open_path(image_folder).close()
-    manifest = image_folder / "fcn-gui-project" / MANIFEST
-    data = json.loads(manifest.read_text())
-    data["version"] = 7
-    manifest.write_text(json.dumps(data))
-    before = manifest.read_bytes()
+    root = image_folder / "fcn-gui-project"
+    newest = backups(root)[0]
+    with sqlite3.connect(root / DATABASE) as con:
+        con.execute("UPDATE meta SET value = '7' WHERE key = 'schema'")
+    con.close()
     with pytest.raises(ProjectError, match="newer fcn-gui.*update"):
         Project.open_path(image_folder)
-    manifest.write_text("{ half a file")
-    with pytest.raises(ProjectError, match="not valid JSON"):
+    (root / DATABASE).write_bytes(b"SQLite format 3\x00" + b"\x13" * 3000)  # damaged: not a database
+    before = {p.name: p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    with pytest.raises(ProjectError, match=f"damaged.*newest backup is {newest}"):
         Project.open_path(image_folder)
-    manifest.write_bytes(before)
-    assert manifest.read_bytes() == before
+    after = {p.name: p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    assert after == before  # nothing overwritten, no backup taken of the damaged file
+    shutil.copy(newest, root / DATABASE)  # what the message says to do
+    with Project.open_path(image_folder) as project:
+        assert len(project.images) == 3
+
+
+def test_backups_roll_keeping_the_newest_three(image_folder):
+    for _ in range(5):
+        Project.open_path(image_folder).close()
+    saved = backups(image_folder / "fcn-gui-project")
+    assert len(saved) == 3
+    for path in saved:
+        with sqlite3.connect(path) as con:
+            assert con.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 3
+        con.close()
+
+
+def test_a_format_1_project_is_migrated_once_and_its_manifest_kept(image_folder, tmp_path):
+    """A project.json of an earlier fcn-gui opens without a question: the same classes, states,
+    labels and settings, and the JSON kept beside the database."""
+    root = image_folder / "fcn-gui-project"
+    (root / "labels.v2").mkdir(parents=True)
+    label = np.zeros((48, 64), np.uint8)
+    label[:, 5:9] = 2
+    from core.io.labels import write_label
+
+    write_label(root / "labels.v2" / "a.png", label)
+    manifest = {
+        "format": "fcn-gui-project", "version": 1, "labels_dir": "labels.v2",
+        "checkpoint": "/models/m.safetensors",
+        "classes": [{"name": "background", "color": [0, 0, 0]}, {"name": "cell", "color": [1, 2, 3]},
+                    {"name": "edge", "color": [4, 5, 6]}],
+        "images": [
+            {"id": "a", "path": "../a.jpg", "state": "reviewed", "checkpoint": None,
+             "modified": "2026-11-30T10:00:00+00:00", "changed_fraction": 0.25},
+            {"id": "b", "path": "../b.png", "state": "new"},
+        ],
+    }  # fmt: skip
+    text = json.dumps(manifest, indent=1)
+    (root / "project.json").write_text(text)
+    with Project.open(root) as project:
+        assert [(c.name, c.color) for c in project.classes] == [
+            ("background", (0, 0, 0)), ("cell", (1, 2, 3)), ("edge", (4, 5, 6))]  # fmt: skip
+        assert project.labels_dir == "labels.v2" and project.checkpoint == "/models/m.safetensors"
+        states = {e.id: (e.state, e.changed_fraction, e.modified) for e in project.images}
+        assert states == {"a": ("reviewed", 0.25, "2026-11-30T10:00:00+00:00"), "b": ("new", None, None)}
+        np.testing.assert_array_equal(project.load_label(project.entry("a")), label)
+    assert (root / "project.json.v1-backup").read_text() == text and not (root / "project.json").exists()
+    with Project.open(root) as project:  # once: the database now
+        assert project.entry("a").state == "reviewed"
 
 
 def test_read_only_project_folder(image_folder):
@@ -165,14 +218,12 @@ def test_cancelled_class_removal_leaves_the_project_as_it_was(image_folder):
         label = np.full((48, 64), 2, np.uint8)
         project.set_label(project.images[0], label, "reviewed")
         project.flush()
-        manifest = (project.root / "project.json").read_bytes()
         removal = project.iter_remove_class(1)
         first = next(removal)
-        assert (first.done, first.total) == (1, len(project.images))
-        assert (project.root / "labels.v2").is_dir()  # the rewrite had begun
+        assert (first.done, first.total) == (1, project.count())
+        assert (project.root / "labels.v2").is_dir() and project.removal_pending["labels_dir"] == "labels.v2"
         removal.close()  # what Cancel does
-        assert not (project.root / "labels.v2").exists()
-        assert (project.root / "project.json").read_bytes() == manifest
+        assert not (project.root / "labels.v2").exists() and project.removal_pending is None
         assert len(project.classes) == 21 and project.labels_dir == "labels.v1"
         np.testing.assert_array_equal(project.load_label(project.images[0]), label)
         project.set_label(project.images[0], label[::-1].copy(), "edited")  # the store still saves
@@ -186,13 +237,13 @@ CRASHER = textwrap.dedent(
     import os, signal, sys
     import numpy as np
     from core.store.project import Project
-    kill_at = int(sys.argv[2])
+    kill_at = sys.argv[2]
     calls = 0
     real_fsync = os.fsync
     def fsync(fd):
         global calls
         calls += 1
-        if calls == kill_at:
+        if str(calls) == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
         real_fsync(fd)
     os.fsync = fsync
@@ -200,14 +251,15 @@ CRASHER = textwrap.dedent(
     entry = project.images[0]
     project.set_label(entry, np.full((48, 64), 7, np.uint8), "reviewed")
     project.flush()
+    if kill_at == "after":
+        os.kill(os.getpid(), signal.SIGKILL)
     """
 )
 
-
-# fsync calls of a save: the label's temporary file, its folder (after the rename), the
-# manifest's temporary file, the project folder (after the rename). Killed at each, the project
-# reopens with the old or the new label and the state its manifest last recorded.
-SAVE_KILLS = {1: ("edited", 2), 2: ("edited", 7), 3: ("edited", 7), 4: ("reviewed", 7)}
+# A save writes the label to a temporary file and syncs it (1), renames it and syncs the folder
+# (2), then commits the row (SQLite syncs its own journal). Killed at each point, the project
+# opens with the old or the new label, and the state its database last committed.
+SAVE_KILLS = {"1": ("edited", 2), "2": ("edited", 7), "after": ("reviewed", 7)}
 
 
 @pytest.mark.parametrize("kill_at", sorted(SAVE_KILLS))
@@ -215,7 +267,7 @@ def test_kill_at_each_stage_of_a_save_keeps_a_readable_project(image_folder, kil
     with Project.open_path(image_folder) as project:
         project.set_label(project.images[0], np.full((48, 64), 2, np.uint8), "edited")
     root = image_folder / "fcn-gui-project"
-    result = subprocess.run([sys.executable, "-c", CRASHER, str(root), str(kill_at)], cwd=ROOT)
+    result = subprocess.run([sys.executable, "-c", CRASHER, str(root), kill_at], cwd=ROOT)
     assert result.returncode == -signal.SIGKILL  # it really died there
     with Project.open(root) as project:  # the dead process's lock is taken over
         entry = project.images[0]
@@ -224,7 +276,7 @@ def test_kill_at_each_stage_of_a_save_keeps_a_readable_project(image_folder, kil
         assert len(np.unique(label)) == 1  # a whole label, never a mix
 
 
-@pytest.mark.parametrize("kill_at", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("kill_at", ["1", "2", "after"])
 def test_kill_while_saving_a_label_of_a_new_class_keeps_every_label_readable(image_folder, kill_at):
     with Project.open_path(image_folder) as project:
         root = project.root
@@ -232,31 +284,42 @@ def test_kill_while_saving_a_label_of_a_new_class_keeps_every_label_readable(ima
         "entry = project.images[0]",
         "entry = project.images[0]\nproject.add_class('nucleus')",
     ).replace("np.full((48, 64), 7, np.uint8)", "np.full((48, 64), 21, np.uint8)")
-    # fsync calls: the manifest with the new class (file, folder), then label, manifest.
-    result = subprocess.run([sys.executable, "-c", code, str(root), str(kill_at)], cwd=ROOT)
+    result = subprocess.run([sys.executable, "-c", code, str(root), kill_at], cwd=ROOT)
     assert result.returncode == -signal.SIGKILL
     with Project.open(root) as project:
+        assert project.classes[21].name == "nucleus"  # committed before any label used it
         label = project.load_label(project.images[0])  # never "values [21] are not classes"
         assert label is None or (label == 21).all()
-        assert label is None or project.classes[21].name == "nucleus"
 
 
-def test_kill_during_class_removal_keeps_the_old_project(image_folder, tmp_path):
+REMOVAL = textwrap.dedent(
+    """
+    import os, signal, sys
+    from core.store.project import Project
+    project = Project.open(sys.argv[1])
+    for done, _ in enumerate(project.iter_remove_class(1, remap_to=0), start=1):
+        if done == 2:  # two of the three labels rewritten
+            os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_a_class_removal_cut_short_by_a_crash_resumes_from_the_labels_it_wrote(image_folder):
     with Project.open_path(image_folder) as project:
         for entry, value in zip(project.images, (1, 2, 3), strict=True):
             w, h = Image.open(project.image_path(entry)).size
             project.set_label(entry, np.full((h, w), value, np.uint8), "reviewed")
     root = image_folder / "fcn-gui-project"
-    code = CRASHER.replace(
-        'project.set_label(entry, np.full((48, 64), 7, np.uint8), "reviewed")\nproject.flush()',
-        "project.remove_class(1, remap_to=0)",
-    )
-    # fsync calls: per rewritten label its temp file and folder, so the 4th is mid-rewrite.
-    result = subprocess.run([sys.executable, "-c", code, str(root), "4"], cwd=ROOT)
+    result = subprocess.run([sys.executable, "-c", REMOVAL, str(root)], cwd=ROOT)
     assert result.returncode == -signal.SIGKILL  # it did die in the middle
+    written = {p.name: p.stat().st_mtime_ns for p in (root / "labels.v2").iterdir()}
+    assert len(written) == 2
     with Project.open(root) as project:
-        assert len(project.classes) == 21  # the old project, whole
+        assert len(project.classes) == 21 and project.removal_pending is not None  # not switched yet
+        drain(project.iter_resume_removal())
+        assert len(project.classes) == 20 and project.removal_pending is None
         values = sorted(int(project.load_label(e).max()) for e in project.images)
-        assert values == [1, 2, 3]
-        assert [d.name for d in root.glob("labels.v*")] == [project.labels_dir]
-    shutil.rmtree(root)
+        assert values == [0, 1, 2]  # 1 -> 0, then 2 and 3 shift down by one
+    assert [d.name for d in root.glob("labels.v*")] == ["labels.v2"]
+    kept = {p.name: p.stat().st_mtime_ns for p in (root / "labels.v2").iterdir() if p.name in written}
+    assert kept == written  # the labels written before the crash were kept, not redone

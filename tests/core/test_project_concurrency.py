@@ -44,21 +44,52 @@ def _snapshot(project: Project) -> dict:
     }
 
 
-def _random_edit(project: Project, rng: random.Random, step: int) -> None:
+def _choose_edit(project: Project, rng: random.Random, step: int) -> tuple[str, tuple]:
+    """A random edit: a label, a state, or (committed at once, not staged) a class edit."""
     entry = rng.choice(project.images)
     kind = rng.random()
     if kind < 0.5:
         label = np.full(SIZE, rng.randrange(len(project.classes)), np.uint8)
         label[: rng.randrange(SIZE[0])] = 255
-        project.set_label(entry, label, rng.choice(STATES[1:]))
-    elif kind < 0.8:
-        project.set_state(entry, rng.choice(STATES), changed_fraction=rng.random())
-    elif kind < 0.9:
-        project.rename_class(rng.randrange(len(project.classes)), f"class-{step}")
-    elif kind < 0.97:
-        project.recolor_class(rng.randrange(len(project.classes)), (step % 256, 7, 9))
+        return "label", (entry, label, rng.choice(STATES[1:]))
+    if kind < 0.8:
+        return "state", (entry, rng.choice(STATES), rng.random())
+    if kind < 0.9:
+        return "rename", (rng.randrange(len(project.classes)), f"class-{step}")
+    if kind < 0.97:
+        return "recolor", (rng.randrange(len(project.classes)), (step % 256, 7, 9))
+    return "add", (f"added-{step}",)
+
+
+def _apply(project: Project, kind: str, args: tuple) -> None:
+    if kind == "label":
+        project.set_label(args[0], args[1], args[2])
+    elif kind == "state":
+        project.set_state(args[0], args[1], changed_fraction=args[2])
+    elif kind == "rename":
+        project.rename_class(*args)
+    elif kind == "recolor":
+        project.recolor_class(*args)
     else:
-        project.add_class(f"added-{step}")
+        project.add_class(*args)
+
+
+def _classes_after(classes: list, kind: str, args: tuple) -> list:
+    """The class list (as ``_snapshot`` gives it) once a class edit is committed."""
+    classes = [list(c) for c in classes]
+    if kind == "rename":
+        classes[args[0]][0] = args[1]
+    elif kind == "recolor":
+        classes[args[0]][1] = list(args[1])
+    elif kind == "add":
+        from core.io.labels import VOC_PALETTE
+
+        classes.append([args[0], [int(v) for v in VOC_PALETTE[len(classes)]]])
+    return classes
+
+
+def _random_edit(project: Project, rng: random.Random, step: int) -> None:
+    _apply(project, *_choose_edit(project, rng, step))
 
 
 def test_edits_made_while_another_thread_saves_are_never_lost(folder):
@@ -97,7 +128,7 @@ WORKER = textwrap.dedent(
     """
     import json, os, random, sys, threading
     sys.path.insert(0, sys.argv[3])
-    from tests.core.test_project_concurrency import _random_edit, _snapshot
+    from tests.core.test_project_concurrency import _apply, _choose_edit, _classes_after, _snapshot
     from core.store.project import Project
 
     project = Project.open(sys.argv[1])
@@ -110,7 +141,10 @@ WORKER = textwrap.dedent(
         os.fsync(journal.fileno())
 
     for step in range(10_000):
-        _random_edit(project, rng, int(sys.argv[4]) * 100_000 + step)  # names unique across rounds
+        kind, args = _choose_edit(project, rng, int(sys.argv[4]) * 100_000 + step)  # unique names
+        if kind in ("rename", "recolor", "add"):  # committed at once: journalled before it is
+            record("classes", _classes_after(_snapshot(project)["classes"], kind, args))
+        _apply(project, kind, args)
         if step % 7 == 0:
             snap = _snapshot(project)
             record("saving", snap)  # the flush below writes exactly this
@@ -137,16 +171,61 @@ def test_a_process_killed_at_any_moment_leaves_every_saved_change(folder, tmp_pa
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL  # it was killed, not finished
         entries = [json.loads(line) for line in journal.read_text().split("\n")[:-1]]  # whole lines
-        saved = [snap for kind, snap in entries if kind == "saved"]
-        assert saved, "the worker saved nothing before it was killed"
+        last = max(i for i, (kind, _) in enumerate(entries) if kind == "saved")
+        saved = entries[last][1]
         # What it last saved, and the save under way when it died (if any).
-        candidates = [saved[-1]] + ([entries[-1][1]] if entries[-1][0] == "saving" else [])
+        candidates = [saved] + ([entries[-1][1]] if entries[-1][0] == "saving" else [])
+        # Class edits commit at once: the class list is one journalled since that save.
+        classes = [saved["classes"], *(snap for kind, snap in entries[last:] if kind == "classes"),
+                   *(snap["classes"] for kind, snap in entries[last:] if kind == "saving")]  # fmt: skip
         with Project.open(root) as project:  # always readable; the dead process's lock is free
             got = _snapshot(project)
-        assert got["classes"] in [c["classes"] for c in candidates]
+        assert got["classes"] in classes
         for image_id, (state, digest) in got["images"].items():
-            # A state comes from the manifest; a label file may already be the newer one.
+            # A state comes from the database; a label file may already be the newer one.
             assert state in [c["images"][image_id][0] for c in candidates], image_id
             assert digest in [c["images"][image_id][1] for c in candidates], image_id
         assert got != before  # the round did change the project
         before = got
+
+
+def test_two_writers_and_a_saver_at_once_lose_nothing(folder):
+    """A GUI thread and a worker each change their own images' states and labels while a third
+    thread saves: every last change is on disk, and the counts add up all along."""
+    with Project.open_path(folder) as project:
+        ids = [e.id for e in project.images]
+        halves = {"gui": ids[::2], "worker": ids[1::2]}
+        final: dict[str, str] = {}
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def writer(name: str, seed: int) -> None:
+            rng = random.Random(seed)
+            try:
+                for step in range(400):
+                    image_id = rng.choice(halves[name])
+                    entry = project.entry(image_id)
+                    state = rng.choice(STATES)
+                    if step % 3:
+                        project.set_state(entry, state)
+                    else:
+                        project.set_label(entry, np.full(SIZE, step % 21, np.uint8), state)
+                    final[image_id] = state
+                    assert sum(project.counts().values()) == len(ids)
+            except BaseException as exc:
+                errors.append(exc)
+
+        def saver() -> None:
+            while not stop.is_set():
+                project.flush()
+
+        threads = [threading.Thread(target=writer, args=("worker", 2)), threading.Thread(target=saver)]
+        for thread in threads:
+            thread.start()
+        writer("gui", 1)
+        threads[0].join()
+        stop.set()
+        threads[1].join()
+        assert not errors, errors
+    with Project.open_path(folder) as again:
+        assert {e.id: e.state for e in again.images if e.id in final} == final

@@ -131,7 +131,7 @@ def test_bad_datasets_are_explained(voc_dataset, tmp_path):
 def test_a_cancelled_import_leaves_nothing_behind(voc_dataset, tmp_path):
     gen = import_voc(voc_dataset, tmp_path / "project")
     first = next(gen)
-    assert (first.done, first.total) == (1, 2) and (tmp_path / "project" / "project.json").exists()
+    assert (first.done, first.total) == (1, 2) and (tmp_path / "project" / "project.db").exists()
     gen.close()
     assert not (tmp_path / "project").exists()
 

@@ -47,4 +47,4 @@ def test_removing_a_class_rewrites_every_label_in_the_background(
     np.testing.assert_array_equal(project.load_label(project.entry(first)), expected)
     assert project.entry(first).state == "reviewed"
     assert not window.model_panel.warning.isHidden()  # the 21-class model no longer fits
-    assert window.status.progress.isHidden()
+    qtbot.waitUntil(window.status.progress.isHidden, timeout=30000)  # the job is done and says so

@@ -14,10 +14,10 @@ def _message(window, qtbot, needle: str) -> QMessageBox:
     return found()[0]
 
 
-def _snapshot(project) -> tuple[str, dict]:
+def _snapshot(project) -> tuple[list, list, dict]:
     project.flush()
     labels = {p.name: p.read_bytes() for p in (project.root / project.labels_dir).glob("*.png")}
-    return (project.root / "project.json").read_text(), labels
+    return project.images, project.classes, labels
 
 
 def test_export_to_a_file_shows_why_and_keeps_the_project(

@@ -20,6 +20,12 @@ def _tiles(folder, data_dir, n=5):
     return [truth[i * 64 : i * 64 + 64, :64] * 15 for i in range(n)]  # class 15 stands for nucleus
 
 
+def _row_text(window, image_id: str) -> str:
+    """What the image list shows for ``image_id``."""
+    model = window.session.images
+    return model.data(model.index(model.row_of(image_id)))
+
+
 def _show(window, qtbot, index):
     image_id = window.session.project.images[index].id
     window.session.documents.show(image_id)
@@ -123,7 +129,7 @@ def test_while_the_learner_trains_only_the_next_images_are_predicted_again_at_on
     qtbot.waitUntil(lambda: str(session.models.checkpoint) == str(newer), timeout=30000)
     wait_idle(qtbot, window)
     assert predicted_by() == [True, True, False, False, False]  # the current and the next image
-    texts = [window.image_panel._items[e.id].text() for e in project.images]
+    texts = [_row_text(window, e.id) for e in project.images]
     assert ["older model" in t for t in texts] == [False, False, True, True, True]
     _show(window, qtbot, 3)  # opening a stale image predicts it, and the one after it, first
     qtbot.waitUntil(lambda: predicted_by() == [True, True, False, True, True], timeout=30000)
@@ -132,12 +138,12 @@ def test_while_the_learner_trains_only_the_next_images_are_predicted_again_at_on
     window = make_window(tmp_path / "cells")
     session, project = window.session, window.session.project
     qtbot.waitUntil(lambda: str(session.models.checkpoint) == str(newer), timeout=30000)
-    assert "older model" in window.image_panel._items["cell2"].text()
-    assert "older model" not in window.image_panel._items["cell3"].text()
+    assert "older model" in _row_text(window, "cell2")
+    assert "older model" not in _row_text(window, "cell3")
     session.predictions.set_learner_busy(True)
     session.predictions.set_learner_busy(False)  # resting: the rest is predicted in the background
     qtbot.waitUntil(lambda: all(predicted_by()), timeout=30000)
-    assert not any("older model" in item.text() for item in window.image_panel._items.values())
+    assert not any("older model" in _row_text(window, e.id) for e in project.images)
 
 
 def test_switching_learning_off_stops_it_and_is_remembered(make_window, tmp_path, data_dir, qtbot):
@@ -159,9 +165,9 @@ def test_next_goes_to_the_least_confident_image(make_window, photo_folder, qtbot
     window.view_panel.least_confident.setChecked(True)
     session = window.session
     wait_idle(qtbot, window)
-    qtbot.waitUntil(lambda: len(session.predictions.mean_confidence) == 4, timeout=60000)
+    qtbot.waitUntil(lambda: all(e.confidence is not None for e in session.project.images), timeout=60000)
     current = session.doc.image_id
-    others = {k: v for k, v in session.predictions.mean_confidence.items() if k != current}
+    others = {e.id: e.confidence for e in session.project.images if e.id != current}
     assert session.navigation.neighbour(1) == min(others, key=others.get)
     window.view_panel.least_confident.setChecked(False)
     ids = [e.id for e in session.project.images]

@@ -21,17 +21,18 @@ def _known_label(window, qtbot, value=VOID):
 
 def test_open_folder_lists_images_with_states(make_window, photo_folder, qtbot):
     window = make_window(photo_folder)
-    panel = window.image_panel
-    assert panel.list.count() == 4
+    panel, model = window.image_panel, window.session.images
+    qtbot.waitUntil(lambda: model.rowCount() == 4)
     wait_idle(qtbot, window)
     states = {e.id: e.state for e in window.session.project.images}
     # The current image and, ahead of time, the next one have been predicted.
     assert states == {"astronaut": "predicted", "chelsea": "predicted", "coffee": "new", "rocket": "new"}
-    assert panel.progress_label.text() == "0 of 4 reviewed"
+    qtbot.waitUntil(lambda: panel.progress_label.text() == "0 of 4 reviewed")
     panel.filter.setCurrentIndex(1)  # "New"
-    visible = [panel.list.item(i).text().split()[0] for i in range(4) if not panel.list.item(i).isHidden()]
-    assert visible == ["coffee", "rocket"]
-    qtbot.waitUntil(lambda: panel._thumbs["rocket"].toImage().pixelColor(10, 10).name() != "#3c3c40")
+    qtbot.waitUntil(lambda: model.rowCount() == 2)
+    assert [model.data(model.index(i)).split()[0] for i in range(2)] == ["coffee", "rocket"]
+    qtbot.waitUntil(lambda: "rocket" in model.thumbnails._pixmaps)
+    assert model.thumbnails._pixmaps["rocket"].toImage().pixelColor(10, 10).name() != "#3c3c40"
 
 
 def test_brush_paints_and_undo_redo_restore_exact_pixels(make_window, photo_folder, qtbot):
