@@ -196,8 +196,3 @@ class LearningController(QObject):
             self._thread.cancel()
             if self._learner is not None:
                 self._learner.wake()
-
-    def wait(self) -> None:
-        """Block until stopped."""
-        if self._thread is not None:
-            self.session.runner.finish(self._thread)

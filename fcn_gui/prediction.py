@@ -74,12 +74,6 @@ class PredictionQueue(QObject):
         """Take the jobs of ``image_ids`` out of the queue (a running one finishes)."""
         self.pending = [j for j in self.pending if j.image_id not in image_ids]
 
-    def wait(self) -> None:
-        """Block until the running job has stopped (used on quit, after ``cancel_all``)."""
-        thread = self._thread
-        if thread is not None:
-            self._runner.finish(thread)
-
     def _start_next(self) -> None:
         if self.current is not None or self._runner.closing:  # quitting: whatever is queued waits
             return

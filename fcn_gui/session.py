@@ -95,8 +95,8 @@ class Session(QObject):
 
     def _on_model_ready(self) -> None:
         if self.project is not None and self.models.checkpoint is not None:
-            self.project.set_checkpoint(str(self.models.checkpoint))
-            self.save_async()
+            project, checkpoint = self.project, str(self.models.checkpoint)
+            self.saver.submit(lambda: project.set_checkpoint(checkpoint))  # a write: not here
         self.queue.model_ready()
         if self._repredict_on_ready:
             self._repredict_on_ready = False
@@ -178,11 +178,6 @@ class Session(QObject):
         """Write what changed in the background; errors come back as ``error``."""
         if (project := self.project) is not None:
             self.saver.submit(project.flush)
-
-    def save_and_wait(self) -> None:
-        """Stage the current label and wait until every pending write is on disk (quitting)."""
-        self.documents.save_current()
-        self.saver.wait()
 
     # --- shutdown -----------------------------------------------------------------------
     def shutdown(self) -> None:

@@ -260,25 +260,28 @@ class Project(ClassEdits):
         without it they are read from the database. ``ids``: the id each image should have
         (an import's names; numbered when taken), else one made from its path.
         """
-        with self._mutex:
-            stored = [(Path(p).absolute(), self._stored_path(Path(p).absolute())) for p in paths]
-            listed = self._listed([s for _, s in stored])
-            if taken is None:
-                taken = {r[0] for r in self.db.read("SELECT id FROM images")}
-            entries = []
-            for i, (path, name) in enumerate(stored):
-                if name in listed:
-                    continue
-                wanted = safe_id(ids[i]) if ids is not None else self._id_for(path)
-                entry = ImageEntry(id=_unique_id(wanted, taken), path=name)
-                taken.add(entry.id)
-                listed.add(name)
-                entries.append(entry)
-            if entries:
-                rows = [(e.id, e.path) for e in entries]
-                with self.db.write() as con:
-                    con.executemany("INSERT INTO images (id, path) VALUES (?, ?)", rows)
-                self._disk_counts = None
+        # Not under the project's mutex: staging an edit on the GUI thread must not wait for
+        # this transaction (a scan's batch, its commit synced to disk).
+        stored = [(Path(p).absolute(), self._stored_path(Path(p).absolute())) for p in paths]
+        listed = self._listed([s for _, s in stored])
+        if taken is None:
+            taken = {r[0] for r in self.db.read("SELECT id FROM images")}
+        entries = []
+        for i, (path, name) in enumerate(stored):
+            if name in listed:
+                continue
+            wanted = safe_id(ids[i]) if ids is not None else self._id_for(path)
+            entry = ImageEntry(id=_unique_id(wanted, taken), path=name)
+            taken.add(entry.id)
+            listed.add(name)
+            entries.append(entry)
+        if entries:
+            rows = [(e.id, e.path) for e in entries]
+            with self.db.write() as con:
+                con.executemany("INSERT INTO images (id, path) VALUES (?, ?)", rows)
+            with self._mutex:
+                if self._disk_counts is not None:
+                    self._disk_counts["new"] += len(entries)
         return entries
 
     def _listed(self, stored: list[str]) -> set[str]:
@@ -603,7 +606,10 @@ class Project(ClassEdits):
                         current.base_state = written_now.fields.get("state", written_now.base_state)
                         if current.label is None and current.fields == written_now.fields:
                             del self._pending[image_id]  # nothing staged since
-                    self._disk_counts = None
+                    if self._disk_counts is not None:  # kept up to date, never counted again
+                        for written_now in pending.values():
+                            self._disk_counts[written_now.base_state] -= 1
+                            self._disk_counts[written_now.fields.get("state", written_now.base_state)] += 1
             return written
 
     # --- predictions kept to measure how much the user corrected ---------------------------

@@ -223,7 +223,7 @@ def test_an_image_reopened_later_measures_its_correction_against_its_prediction(
     window = make_window(photo_folder)
     wait_idle(qtbot, window)
     first = window.session.doc.image_id
-    window.session.save_and_wait()  # its prediction is on disk
+    qtbot.waitUntil(lambda: not window.session.saver.busy)  # its prediction is on disk
     window.go(1)
     qtbot.waitUntil(lambda: window.session.doc is not None and window.session.doc.image_id != first)
     window.go(-1)  # opened again: the prediction comes from disk, read off the GUI thread
@@ -254,7 +254,8 @@ def test_an_edited_image_reopened_measures_all_its_corrections_against_its_predi
     assert session.project.entry(first).state == "edited"
     drag(window.canvas, [(5, 40), (40, 40)])  # and more after coming back
     window.act["reviewed"].trigger()
-    session.save_and_wait()
+    session.documents.save_current()
+    qtbot.waitUntil(lambda: not session.saver.busy)
     entry = session.project.entry(first)
     predicted = read_label(session.project.prediction_path(entry))
     both = float(np.mean(predicted != session.project.load_label(entry)))
