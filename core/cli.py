@@ -384,15 +384,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         writer = csv.writer(sys.stdout) if args.format == "csv" else None
         if writer is not None:
             writer.writerow(COLUMNS)
-        done = 0
-        while page := project.entries(states, after=done, limit=1000):
+        last = 0
+        while page := project.entries(states, after_row=last, limit=1000):
             for entry in page:
                 row = dataclasses.asdict(entry)
                 if writer is not None:
                     writer.writerow(["" if row[c] is None else row[c] for c in COLUMNS])
                 else:
                     print(json.dumps(row))
-            done += len(page)
+            last = page[-1].row
     return 0
 
 

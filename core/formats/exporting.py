@@ -26,9 +26,9 @@ class ExportSelection:
     total: int = 0
 
     def __iter__(self) -> Iterator[ImageEntry]:
-        done = 0
-        while page := self.project.entries(self.states, after=done, limit=PAGE):
-            done += len(page)
+        last = 0
+        while page := self.project.entries(self.states, after_row=last, limit=PAGE):
+            last = page[-1].row
             yield from (e for e in page if self.project.label_path(e).exists())
 
 

@@ -78,12 +78,13 @@ def collect_images(
 
 
 def _walk(root: Path, rejected: list[tuple[Path, str]]) -> list[Path]:
-    return list(walk_files(root, rejected))
+    return [Path(f) for f in walk_files(root, rejected)]
 
 
-def walk_files(root: Path, rejected: list[tuple[Path, str]]) -> Iterator[Path]:
+def walk_files(root: Path, rejected: list[tuple[Path, str]]) -> Iterator[str]:
     """Every file under ``root``, folder by folder in name order, as it is found (a folder of
-    100,000 images yields its first at once). Symbolic links to folders are followed; a link
+    100,000 images yields its first at once), as a string (a ``Path`` each would cost a scan
+    of 100,000 files a second). Symbolic links to folders are followed; a link
     back to a folder already scanned (a loop) is reported in ``rejected`` and not followed.
     Hidden entries and fcn-gui projects (their labels are not images to label) are left out."""
     seen = {root.resolve()}
@@ -110,5 +111,5 @@ def walk_files(root: Path, rejected: list[tuple[Path, str]]) -> Iterator[Path]:
                 seen.add(real)
                 folders.append(sub)
             elif entry.is_file():
-                yield Path(entry.path)
+                yield entry.path
         stack.extend(reversed(folders))  # the first subfolder is scanned next

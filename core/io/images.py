@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -30,7 +31,7 @@ _PILLOW_GUARD = threading.Lock()  # held while Pillow's guard is lifted for one 
 
 def is_image_path(path: str | Path) -> bool:
     """True when the file name has an image suffix we read."""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+    return os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES
 
 
 def find_image(folder: Path, stem: str) -> Path | None:

@@ -50,19 +50,32 @@ class ThumbnailStore:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._con: sqlite3.Connection | None = None
+        self._broken = False
 
     def _connection(self) -> sqlite3.Connection | None:
-        if self._con is None:
+        if self._con is None and not self._broken:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-                con.execute("PRAGMA journal_mode=WAL")
-                con.execute("PRAGMA synchronous=OFF")  # a cache: losing the last ones costs nothing
-                con.execute("CREATE TABLE IF NOT EXISTS thumbs (id TEXT PRIMARY KEY, stamp TEXT, jpeg BLOB)")
-                self._con = con
-            except (sqlite3.Error, OSError):
-                return None
+                self._con = self._connect()
+            except (sqlite3.OperationalError, OSError):  # cannot be opened or written
+                pass
+            except sqlite3.DatabaseError:  # not a database (damaged): it is only our cache
+                with contextlib.suppress(OSError, sqlite3.Error):
+                    self.path.unlink()
+                    self._con = self._connect()
+            self._broken = self._con is None  # unwritable: thumbnails are made each time
         return self._con
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=OFF")  # a cache: losing the last ones costs nothing
+            con.execute("CREATE TABLE IF NOT EXISTS thumbs (id TEXT PRIMARY KEY, stamp TEXT, jpeg BLOB)")
+        except sqlite3.Error:
+            con.close()
+            raise
+        return con
 
     def get(self, key: str, stamp: str) -> np.ndarray | None:
         """The thumbnail kept for ``key`` if it was made from the file as ``stamp`` says it is now."""
@@ -80,6 +93,7 @@ class ThumbnailStore:
         return None
 
     def put(self, key: str, stamp: str, pixels: np.ndarray) -> None:
+        """Keep ``pixels`` (RGB) as ``key``'s thumbnail, made from the file as ``stamp`` says."""
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="JPEG", quality=85)
         row = (key, stamp, buffer.getvalue())
@@ -90,6 +104,7 @@ class ThumbnailStore:
                     con.execute("INSERT OR REPLACE INTO thumbs VALUES (?, ?, ?)", row)
 
     def close(self) -> None:
+        """Close the file (a project closing); the store opens it again if used."""
         with self._lock:
             if self._con is not None:
                 with contextlib.suppress(sqlite3.Error):

@@ -59,7 +59,12 @@ from core.store.manifest import MANIFEST, STATES, ImageEntry, read_manifest
 DEFAULT_SUBFOLDER = "fcn-gui-project"
 MIGRATED = "project.json.v1-backup"
 COLUMNS = tuple(f.name for f in dataclasses.fields(ImageEntry))  # an image's row
-ORDERS = {"order": "row", "name": "id", "least confident": "confidence IS NULL, confidence, row"}
+ORDERS = {
+    "order": "row",
+    "name": "id",
+    "state": "CASE state WHEN 'new' THEN 0 WHEN 'predicted' THEN 1 WHEN 'edited' THEN 2 ELSE 3 END, row",
+    "least confident": "confidence IS NULL, confidence, row",
+}
 PREDICT = {
     "stale": "(state = 'new' OR (state = 'predicted' AND IFNULL(checkpoint, '') != ?))",
     "unlabelled": "state IN ('new', 'predicted')",
@@ -262,15 +267,15 @@ class Project(ClassEdits):
         """
         # Not under the project's mutex: staging an edit on the GUI thread must not wait for
         # this transaction (a scan's batch, its commit synced to disk).
-        stored = [(Path(p).absolute(), self._stored_path(Path(p).absolute())) for p in paths]
-        listed = self._listed([s for _, s in stored])
+        stored = [self._stored_path(os.path.abspath(p)) for p in paths]
+        listed = self._listed(stored)
         if taken is None:
             taken = {r[0] for r in self.db.read("SELECT id FROM images")}
         entries = []
-        for i, (path, name) in enumerate(stored):
+        for i, name in enumerate(stored):
             if name in listed:
                 continue
-            wanted = safe_id(ids[i]) if ids is not None else self._id_for(path)
+            wanted = safe_id(ids[i]) if ids is not None else self._id_for(name)
             entry = ImageEntry(id=_unique_id(wanted, taken), path=name)
             taken.add(entry.id)
             listed.add(name)
@@ -293,20 +298,24 @@ class Project(ClassEdits):
             found.update(r[0] for r in self.db.read(sql, chunk))
         return found
 
-    def _stored_path(self, path: Path) -> str:
-        """Relative to the project (``../x.jpg`` for its own image folder), else absolute."""
-        base = self.root.parent
-        if base != base.parent and path.is_relative_to(base):
-            return Path(os.path.relpath(path, self.root)).as_posix()
-        return str(path)
+    def _stored_path(self, path: str) -> str:
+        """``path`` (absolute, normalised) as the project stores it: relative to the project
+        (``../x.jpg`` for its own image folder), else absolute. String operations: a scan
+        stores 100,000 of these, and ``pathlib`` would cost it seconds."""
+        base = os.path.dirname(str(self.root))
+        if base != os.path.dirname(base) and path.startswith(base + os.sep):
+            return "../" + path[len(base) + 1 :].replace(os.sep, "/")
+        return path
 
-    def _id_for(self, path: Path) -> str:
-        try:
-            rel = path.relative_to(self.root.parent).with_suffix("")
-        except ValueError:
-            rel = Path(path.stem)
-        parts = [p for p in rel.parts if p not in ("..", ".")]
-        return safe_id("_".join(parts[-3:]))
+    @staticmethod
+    def _id_for(stored: str) -> str:
+        """An id from a stored path: its last three parts below the project's folder, or the
+        file's stem for an image elsewhere."""
+        if stored.startswith("../"):
+            parts = os.path.splitext(stored[3:])[0].split("/")
+        else:
+            parts = [os.path.splitext(os.path.basename(stored))[0]]
+        return safe_id("_".join(p for p in parts[-3:] if p not in ("..", ".")))
 
     def rename_image(self, entry: ImageEntry, wanted: str) -> bool:
         """Give ``entry`` the id ``wanted`` (made file-name safe) unless another image has it."""
@@ -323,8 +332,17 @@ class Project(ClassEdits):
 
     def image_path(self, entry: ImageEntry) -> Path:
         """Where the entry's image file is."""
-        p = Path(entry.path)
-        return p if p.is_absolute() else Path(os.path.normpath(self.root / p))
+        return Path(self.file_of(entry.path))
+
+    def file_of(self, stored: str) -> str:
+        """The file a stored path names (absolute, normalised)."""
+        return stored if os.path.isabs(stored) else os.path.normpath(os.path.join(self.root, stored))
+
+    def paths_after(self, row: int, limit: int) -> list[tuple[int, str, str, bool]]:
+        """``(row, id, stored path, missing)`` of up to ``limit`` images after row number
+        ``row``, in order: a scan's page, read by the primary key."""
+        sql = "SELECT row, id, path, missing FROM images WHERE row > ? ORDER BY row LIMIT ?"
+        return [(r, i, p, bool(m)) for r, i, p, m in self.db.read(sql, (row, limit))]
 
     def find(self, image_id: str) -> ImageEntry | None:
         """The entry of ``image_id`` with its staged edits, or ``None``."""
@@ -352,12 +370,19 @@ class Project(ClassEdits):
 
     def entries(
         self, states: tuple[str, ...] | None = None, *, search: str = "", order: str = "order",
-        after: int = 0, limit: int | None = None,
+        after_row: int = 0, limit: int | None = None,
     ) -> list[ImageEntry]:  # fmt: skip
-        """Entries in ``states`` whose id contains ``search``, sorted by ``order`` (``ORDERS``);
-        ``after``/``limit`` page through them (``after``: how many to skip)."""
+        """Entries in ``states`` whose id contains ``search``, sorted by ``order`` (``ORDERS``).
+        Paging, in the project's order only: ``limit`` entries after row number ``after_row``
+        (the last one's ``row``), so a page costs the same at the end of a project as at its
+        start."""
         where, args = self._where(states, search)
-        page = f" LIMIT {int(limit) if limit is not None else -1} OFFSET {int(after)}"
+        if after_row:
+            if order != "order":
+                raise ValueError("pages follow the project's order")
+            where += (" AND " if where else " WHERE ") + "row > ?"
+            args.append(int(after_row))
+        page = f" LIMIT {int(limit)}" if limit is not None else ""
         sql = f"SELECT {', '.join(COLUMNS)} FROM images{where} ORDER BY {ORDERS[order]}{page}"
         return [self._merged(row) for row in self.db.read(sql, args)]
 
@@ -377,9 +402,19 @@ class Project(ClassEdits):
         """``(sort key, id)`` of ``entries(states, search=, order=)``, in that order: what a
         filtered list keeps to place an image whose state changes (``sort_key``)."""
         where, args = self._where(states, search)
-        sql = f"SELECT id, row, confidence FROM images{where} ORDER BY {ORDERS[order]}"
-        rows = self.db.read(sql, args)
-        return [(sort_key(order, image_id, row, conf), image_id) for image_id, row, conf in rows]
+        sql = f"SELECT id, row, state, confidence FROM images{where} ORDER BY {ORDERS[order]}"
+        with self._mutex:  # staged states and confidences place an image as if written
+            staged = {i: dict(s.fields) for i, s in self._pending.items()}
+        rows = self.db.read(sql, args)  # after: a save between the two is seen in one or both
+        if not staged:
+            return [(sort_key(order, *row), row[0]) for row in rows]
+        keyed = []
+        for image_id, row, state, confidence in rows:
+            fields = staged.get(image_id, {})
+            state, confidence = fields.get("state", state), fields.get("confidence", confidence)
+            keyed.append((sort_key(order, image_id, row, state, confidence), image_id))
+        keyed.sort()
+        return keyed
 
     def set_size(self, entry: ImageEntry, width: int, height: int) -> None:
         """Record the image's size (read with its header, when a thumbnail is made)."""
@@ -625,10 +660,12 @@ class Project(ClassEdits):
         return read_label(path) if path.exists() else None
 
 
-def sort_key(order: str, image_id: str, row: int, confidence: float | None) -> tuple:
+def sort_key(order: str, image_id: str, row: int, state: str, confidence: float | None) -> tuple:
     """An image's place under ``order`` (``ORDERS``), as a tuple that sorts as the query does."""
     if order == "name":
         return (image_id,)
+    if order == "state":
+        return (STATES.index(state), row)
     if order == "least confident":
         return (confidence is None, confidence or 0.0, row)
     return (row,)

@@ -9,6 +9,7 @@ pace. Stopping it keeps what was added.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ def scan_folder(project: Project, folder: str | Path) -> Generator[ScanProgress,
     folder = Path(folder)
     report = ScanReport()
     taken = set(project.ids())
-    batch: list[Path] = []
+    batch: list[str] = []
     looked = 0
     for path in walk_files(folder, report.skipped):
         looked += 1
@@ -66,7 +67,7 @@ def scan_folder(project: Project, folder: str | Path) -> Generator[ScanProgress,
 
 
 def _add(
-    project: Project, batch: list[Path], taken: set[str], looked: int, report: ScanReport
+    project: Project, batch: list[str], taken: set[str], looked: int, report: ScanReport
 ) -> ScanProgress:
     added = project.add_images(batch, taken=taken)
     report.added += len(added)
@@ -74,15 +75,16 @@ def _add(
 
 
 def _check_files(project: Project, looked: int, report: ScanReport) -> Generator[ScanProgress, None, None]:
-    """Compare every listed image with the disk, a page at a time."""
-    total, done = project.count(), 0
-    while page := project.entries(after=done, limit=BATCH):
+    """Compare every listed image with the disk, a page at a time (by row number: a page
+    costs the same at the end of 100,000 images as at the start)."""
+    total, done, last = project.count(), 0, 0
+    while page := project.paths_after(last, BATCH):
         changed = {}
-        for entry in page:
-            present = project.image_path(entry).exists()
-            if present == entry.missing:
-                changed[entry.id] = not present
+        for _row, image_id, stored, missing in page:
+            present = os.path.exists(project.file_of(stored))
+            if present == missing:
+                changed[image_id] = not present
         if changed:
             project.mark_missing(changed)
-        done += len(page)
+        done, last = done + len(page), page[-1][0]
         yield ScanProgress(done, total, f"checked {done} of {total} images", changed=tuple(changed))

@@ -12,6 +12,7 @@ from PIL import Image
 from PySide6.QtCore import QThread
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
+from core.store.manifest import STATES
 from tests.gui.conftest import wait_idle
 
 COUNT = 5000
@@ -87,6 +88,17 @@ def test_five_thousand_images_list_as_they_are_found_and_each_change_repaints_it
     window.view_panel.least_confident.setChecked(True)
     assert session.navigation.neighbour(1) == "part4_img04000"
     window.view_panel.least_confident.setChecked(False)
+
+    # The orders: least confident first, and by state (the reviewed image last).
+    project.flush()
+    panel.order.setCurrentText("Least confident first")
+    qtbot.waitUntil(lambda: model.image_id(0) == "part4_img04000")
+    assert [model.image_id(i) for i in range(3)] == ["part4_img04000", "part0_img00100", "part3_img03000"]
+    panel.order.setCurrentText("State")
+    qtbot.waitUntil(lambda: model.image_id(COUNT - 1) == doc.image_id)
+    ranks = [STATES.index(model.entry(model.image_id(i)).state) for i in range(0, COUNT, 97)]
+    assert ranks == sorted(ranks) and model.rowCount() == COUNT
+    panel.order.setCurrentText("Project order")
     session.queue.cancel_all()
 
     # Switching images, saving, a class removal and another project: no wait on the GUI thread.
