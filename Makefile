@@ -28,10 +28,11 @@ run: $(VENV)/.installed
 	$(VENV)/bin/fcn-gui resources/samples
 
 ## test: create .venv if needed, install with test extras, lint and run every test offscreen
+## (two worker processes, a test file each: a file's shared models are built once)
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n 2 --dist loadfile
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .

@@ -48,8 +48,16 @@ CHECKABLE = ("overlay", "unsure")
 # None is a separator; "tools" expands to the tool actions, "recent" to the Open Recent menu
 MENUS: dict[str, list[str | None]] = {
     "&File": [
-        "open_images", "open_folder", "open_project", "import", "recent", None,
-        "rescan", "export", None, "quit",
+        "open_images",
+        "open_folder",
+        "open_project",
+        "import",
+        "recent",
+        None,
+        "rescan",
+        "export",
+        None,
+        "quit",
     ],
     "&Edit": ["undo", "redo", None, "reviewed"],
     "&View": ["fit", "actual", "zoom_in", "zoom_out", None, "overlay", "unsure"],

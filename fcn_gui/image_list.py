@@ -132,4 +132,3 @@ class ImageListPanel(QWidget):
         if image_id is not None and image_id != self._selected:
             self._selected = image_id
             self.activated.emit(image_id)
-

@@ -378,4 +378,3 @@ def _badged(thumb: QPixmap, color: QColor) -> QPixmap:
     p.drawEllipse(THUMB - 17, THUMB - 17, 14, 14)
     p.end()
     return out
-

@@ -23,7 +23,6 @@ from .prediction import Job
 CONFIDENCE_CACHE = 16  # confidence maps kept for the images met last (for the unsure overlay)
 
 
-
 @dataclass
 class _Sweep:
     """A pass through the project from row ``start`` onwards, wrapping once to the rows before;

@@ -16,7 +16,9 @@ import torch
 
 ROOT = Path(__file__).parents[1]
 DATA = Path(__file__).parent / "data"
-torch.set_num_threads(max(1, os.cpu_count() or 1))
+# Under pytest-xdist (`make test` runs two workers) the cores are shared between the workers.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, (os.cpu_count() or 1) // WORKERS))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -93,6 +93,8 @@ def test_fcn_paper_weights_reproduce_torchfcn(variant, photo, tmp_path, capsys):
     assert (model.info.variant, model.info.geometry, model.info.num_classes) == (variant, "caffe", 21)
     labels = Predictor(model, device="cpu", precision="fp32").predict(photo).label
     assert np.mean(labels == expected) >= 0.995
+    if variant != "fcn8s":
+        return  # the round trip below does not depend on the variant: once is enough
 
     saved = tmp_path / "imported.safetensors"  # our format keeps the geometry and normalisation
     save_checkpoint(saved, load_checkpoint(pth))

@@ -179,7 +179,8 @@ def test_with_fewer_than_three_reviews_it_adopts_after_each_budget(base_model, t
     assert adopted and adopted[0].after is None and "trained" in adopted[0].describe()
 
 
-def test_history_keeps_the_best_few_and_the_newest(base_model, tmp_path):
+def test_history_keeps_the_best_few_and_the_newest(tmp_path):
+    base_model = new_model(ModelInfo(variant="unet", classes=CLASSES))  # the history keeps any network
     history = LearningHistory(tmp_path / "learning", keep=3)
     scores = [0.5, 0.9, 0.4, 0.8, 0.3, 0.2]
     for step, score in enumerate(scores):
@@ -315,13 +316,14 @@ def test_fcn4s_learns_21_classes_from_scratch_without_diverging(data_dir):
     """The x2 upsamplers mix every class into every other: at the score layers' 100x rate,
     three of them in a row blew a 21-class FCN-4s up within three steps (loss 544), as in
     bench/gui_latency.py's window, which paints nuclei as class 15 of the VOC list. Adam's
-    first steps still spike (13.9 at step 3 here); learning goes on and recovers."""
+    first steps still spike (9.5 at step 3 here); learning goes on and recovers. Crops of 128
+    are enough: with the upsamplers at 100x this diverges at step 3 as at 256."""
     torch.manual_seed(0)
     names = ["background"] + [f"class {i}" for i in range(1, 21)]
     model = new_model(ModelInfo(variant="fcn4s", classes=classes_from_names(names)))
     image = read_image(data_dir / "nuclei/nuclei.tif")[:256]
     label = (np.asarray(Image.open(data_dir / "nuclei/nuclei_instances.tif"))[:256] > 0).astype(np.uint8) * 15
-    learner = ContinuousLearner(model, small_config(crop=256, batch_size=4, budget_s=1e9))
+    learner = ContinuousLearner(model, small_config(crop=128, batch_size=2, budget_s=1e9))
     learner.add(Example("cells", image, label))
     run = learner.run()
     steps = (event for event in run if event.state == "training")
