@@ -213,10 +213,12 @@ class ContinuousLearner:
         self._saved_step = self.steps
 
     # --- the pool of reviewed images (any thread) ---------------------------------------
-    def add(self, example: Example) -> None:
-        """A reviewed image joins (or its label is replaced) at the next step."""
+    def add(self, example: Example, *, live: bool = False) -> None:
+        """A reviewed image joins (or its label is replaced) at the next step. ``live``: the
+        image being painted, its strokes as the label; it trains at once and is never held out
+        (it takes its place in the held-out split when it is added again, reviewed)."""
         with self._lock:
-            if example.id not in self._seen:
+            if not live and example.id not in self._seen:
                 if len(self._seen) % self.config.holdout_every == 2:
                     self._heldout.add(example.id)
                 self._seen.add(example.id)

@@ -1,0 +1,156 @@
+"""The assist loop (``core.training.assist``) and the simulated annotator of ``bench/strokes.py``:
+strokes train before any review, painted pixels never change, a model that has learnt nothing
+shows nothing, and the annotator's rules on cases whose strokes are counted by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bench.strokes import Manual, annotate, edge_band, next_stroke, stroke
+from core.io.labels import VOID, classes_from_names
+from core.model.checkpoints import ModelInfo, new_model
+from core.training.assist import Assistant
+from core.training.learner import LearnerConfig
+
+CONFIG = LearnerConfig(device="cpu", precision="fp32", crop=32, batch_size=2, rest_after_s=float("inf"))
+
+
+def squares(*placed: tuple[int, int, int, int], size: int = 40, fill: int = 0) -> np.ndarray:
+    """A truth of ``fill`` with squares ``(class, top, left, side)`` on it."""
+    truth = np.full((size, size), fill, np.uint8)
+    for c, top, left, side in placed:
+        truth[top : top + side, left : left + side] = c
+    return truth
+
+
+def test_a_stroke_is_the_disk_around_the_innermost_pixel_inside_its_component():
+    component = np.zeros((20, 20), bool)
+    component[5:12, 5:12] = True  # 7x7: the centre is 4 px from the outside
+    painted = stroke(component)
+    assert painted[8, 8] and painted[8, 12 - 1] and not painted[5, 5]  # the corners are 4.24 px away
+    assert painted.sum() == 49 - 4 and not (painted & ~component).any()
+
+
+def test_the_band_is_the_layer_either_side_of_an_edge_and_void_is_no_class():
+    truth = squares((1, 10, 10, 7))
+    truth[:, 30:] = VOID
+    band = edge_band(truth)
+    assert band[9, 12] and band[10, 12] and not band[11, 12] and not band[8, 12]
+    assert not band[5, 29] and not band[5, 30]  # next to void only
+
+
+def test_manual_annotation_paints_the_largest_error_first_and_stops_below_ten_pixels():
+    """Class 2's 9x9 square (7x7 outside the band) comes first and leaves four one-pixel corners;
+    class 1's 7x7 (5x5) is painted whole; the 4x4 square (2x2 outside the band) is never worth
+    a stroke. Two strokes, counted by hand."""
+    truth = squares((2, 2, 2, 9), (1, 20, 20, 7), (1, 32, 5, 4))
+    band = edge_band(truth)
+    label = np.zeros_like(truth)
+    first = next_stroke(label, truth, band, None)
+    assert first[0] == 2 and first[1].sum() == 49 - 4
+    done = annotate(Manual(), "squares", np.zeros((40, 40, 3), np.uint8), truth, 0.0)
+    assert done.strokes == 2
+    assert done.iou == pytest.approx((45 + 25) / (49 + 25 + 4))
+
+
+def test_while_nothing_is_predicted_each_class_gets_an_opening_stroke_in_turn():
+    """Two 7x7 squares of classes 0 and 1 on void, and an assistant that never learns (no time
+    to): round one paints each square but its four corners, round two one corner of each; then
+    every error is a single pixel. Four strokes, counted by hand; manual needs one."""
+    truth = squares((0, 5, 5, 7), (1, 20, 20, 7), fill=VOID)
+    image = np.zeros((40, 40, 3), np.uint8)
+    model = new_model(ModelInfo(variant="unet", classes=classes_from_names(["background", "a"])))
+    assistant = Assistant(model, CONFIG)
+    opening = annotate(assistant, "squares", image, truth, learn_s=0.0)
+    assistant.close()
+    assert opening.strokes == 4
+    assert annotate(Manual(), "squares", image, truth, 0.0).strokes == 1
+
+
+@pytest.fixture
+def tile(data_dir):
+    from PIL import Image
+
+    from core.io.images import read_image
+
+    image = read_image(data_dir / "nuclei/nuclei.tif")[:64, :64]
+    truth = (np.asarray(Image.open(data_dir / "nuclei/nuclei_instances.tif"))[:64, :64] > 0).astype(np.uint8)
+    return image, truth
+
+
+def painted_strokes(truth: np.ndarray) -> np.ndarray:
+    """A few pixels of each class, as strokes would paint them."""
+    painted = np.full(truth.shape, VOID, np.uint8)
+    for c in (0, 1):
+        ys, xs = np.nonzero(truth == c)
+        assert ys.size, "a tile with both classes"
+        pick = np.linspace(0, ys.size - 1, 12).astype(int)
+        painted[ys[pick], xs[pick]] = c
+    return painted
+
+
+def test_an_untrained_model_shows_nothing_and_strokes_train_before_any_review(tile):
+    image, truth = tile
+    torch.manual_seed(0)
+    model = new_model(ModelInfo(variant="unet", classes=classes_from_names(["background", "nucleus"])))
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    assistant = Assistant(model, CONFIG)
+    assistant.start("tile", image)
+    assert (assistant.predict() == VOID).all()  # no guesses from a model that has learnt nothing
+    painted = painted_strokes(truth)
+    assistant.paint(painted)
+    for _ in range(20):  # steps, not seconds: a slow CPU takes more calls
+        if assistant.learn(0.2) and assistant.learner.steps >= 3:
+            break
+    assert assistant.learner.steps >= 3  # no review yet: the strokes alone were trained on
+    label = assistant.predict()
+    assistant.close()
+    assert not (label == VOID).any()  # the unpainted pixels are predicted
+    np.testing.assert_array_equal(label[painted != VOID], painted[painted != VOID])
+    assert all(torch.equal(before[k], v) for k, v in model.module.state_dict().items())  # the caller's own
+
+
+def test_painted_pixels_never_change_even_where_the_network_disagrees(tile):
+    image, truth = tile
+    torch.manual_seed(0)
+    model = new_model(ModelInfo(variant="unet", classes=classes_from_names(["background", "nucleus"])))
+    assistant = Assistant(model, CONFIG)
+    assistant.start("tile", image)
+    painted = painted_strokes(truth)
+    assistant.paint(painted)
+    while assistant.learner.steps < 3:
+        assistant.learn(0.2)
+    contrary = np.where(painted == VOID, VOID, 1 - painted).astype(np.uint8)  # every stroke flipped
+    assistant.start("tile", image, painted=contrary)
+    label = assistant.predict()
+    assistant.close()
+    np.testing.assert_array_equal(label[contrary != VOID], contrary[contrary != VOID])
+
+
+def test_the_image_being_painted_is_never_held_out_until_it_is_reviewed(tiles_of_nuclei):
+    model = new_model(ModelInfo(variant="unet", classes=classes_from_names(["background", "nucleus"])))
+    assistant = Assistant(model, CONFIG)
+    learner = assistant.learner
+    for i, (image, truth) in enumerate(tiles_of_nuclei):
+        assistant.start(f"t{i}", image)
+        assistant.paint(painted_strokes(truth))
+        train, heldout = learner._split()
+        assert f"t{i}" in {e.id for e in train} and f"t{i}" not in {e.id for e in heldout}
+        assistant.review(truth)
+    assistant.close()
+    assert learner.state()["heldout"] == ["t2"]  # the third reviewed image, as without strokes
+    assert learner.state()["seen"] == ["t0", "t1", "t2", "t3"]
+
+
+@pytest.fixture
+def tiles_of_nuclei(data_dir):
+    from PIL import Image
+
+    from core.io.images import read_image
+
+    image = read_image(data_dir / "nuclei/nuclei.tif")
+    truth = (np.asarray(Image.open(data_dir / "nuclei/nuclei_instances.tif")) > 0).astype(np.uint8)
+    return [(image[y : y + 64, x : x + 64], truth[y : y + 64, x : x + 64]) for y, x in
+            [(0, 0), (0, 64), (64, 0), (64, 64)]]  # fmt: skip
