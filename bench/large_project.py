@@ -10,7 +10,8 @@ gap of the event loop meanwhile. Printed per N: time to the first image shown, t
 whole folder is listed, the longest event-loop stall and its 99th percentile, the median
 image switch, the app's resident memory over the same window with no project, the time to
 show the first image on reopening, and the database's size. Learning is off (the project's own
-costs are measured, not the learner's); the model is the untrained U-Net the app starts with.
+costs are measured, not the learner's); the model is the U-Net the app starts with, marked
+trained so that it predicts (``stand_in_checkpoint``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import psutil  # noqa: E402
 from PIL import Image  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from bench.gui_latency import stall_meter  # noqa: E402
+from bench.gui_latency import stall_meter, stand_in_checkpoint  # noqa: E402
 from bench.session import cpu_name  # noqa: E402
 
 
@@ -84,10 +85,12 @@ def run(count: int, root: Path) -> dict:
     config = Path(tempfile.mkdtemp())
     os.environ["FCN_GUI_CONFIG_DIR"] = str(config)
     process = psutil.Process()
+    checkpoint = stand_in_checkpoint(config)
 
     def window_ready() -> MainWindow:
         settings = Settings()
         settings.set("learn", False)
+        settings.set("checkpoint", str(checkpoint))
         window = MainWindow(settings)
         window.resize(1200, 800)
         window.show()

@@ -117,6 +117,7 @@ class Done:
     strokes: int
     iou: float
     seconds: float
+    steps: int = 0  # the helper's learning steps
 
 
 def annotate(helper, image_id: str, image: np.ndarray, truth: np.ndarray, learn_s: float) -> Done:
@@ -126,7 +127,7 @@ def annotate(helper, image_id: str, image: np.ndarray, truth: np.ndarray, learn_
     helper.start(image_id, image)
     painted = np.full(truth.shape, VOID, np.uint8)
     label = helper.predict()
-    strokes = opening = 0
+    strokes = opening = steps = 0
     while strokes < MAX_STROKES:
         unlabelled = bool((label[painted == VOID] == VOID).all())
         step = next_stroke(label, truth, band, opening if unlabelled else None)
@@ -137,10 +138,10 @@ def annotate(helper, image_id: str, image: np.ndarray, truth: np.ndarray, learn_
         strokes += 1
         opening += unlabelled
         helper.paint(painted)
-        helper.learn(learn_s)
+        steps += helper.learn(learn_s)
         label = helper.predict()
     helper.review(label)
-    return Done(strokes, foreground_iou(label, truth, band), time.perf_counter() - started)
+    return Done(strokes, foreground_iou(label, truth, band), time.perf_counter() - started, steps)
 
 
 class Manual:
@@ -167,7 +168,7 @@ class ForestAnchor:
     features (sigma 0.5-16), retrained after every stroke on the painted pixels and the reviewed
     images (up to ``per_image`` pixels of each, drawn at random)."""
 
-    def __init__(self, per_image: int = 20000, seed: int = 0) -> None:
+    def __init__(self, per_image: int = 5000, seed: int = 0) -> None:
         import warnings
 
         from skimage.feature import multiscale_basic_features
@@ -232,6 +233,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=8, help="nuclei tiles (without --pairs)")
     p.add_argument("--pairs", nargs="+", metavar="IMAGE:TRUTH", help="your own images and index masks")
+    p.add_argument("--first", type=int, default=None, help="annotate only the first N images")
     p.add_argument("--learn-seconds", type=float, default=1.0, help="learning after each stroke")
     p.add_argument("--variant", default=SCRATCH_VARIANT)
     p.add_argument("--precision", default="auto")
@@ -239,7 +241,7 @@ def main() -> None:
     p.add_argument("--no-anchor", action="store_true", help="leave the random forest out")
     p.add_argument("--json", action="store_true", help="the figures as one JSON object on the last line")
     args = p.parse_args()
-    data = load_pairs(args.pairs) if args.pairs else nuclei_tiles(args.images)
+    data = (load_pairs(args.pairs) if args.pairs else nuclei_tiles(args.images))[: args.first]
     classes = max(int(t[t != VOID].max()) for _, t in data) + 1
     torch.manual_seed(args.seed)
     names = (
@@ -259,15 +261,16 @@ def main() -> None:
             print(f"anchor left out: {exc.name} is not installed (pip install -e '.[bench]')")
     print(f"CPU: {cpu_name()}; {len(data)} images; {args.variant} from random weights; {vars(args)}")
     print("| image | " + " | ".join(f"{k} strokes" for k in helpers) + " | assisted / manual | "
-          + " | ".join(f"IoU {k}" for k in helpers) + " | seconds assisted |")  # fmt: skip
-    print("|" + " --- |" * (2 * len(helpers) + 3))
+          + " | ".join(f"IoU {k}" for k in helpers) + " | seconds assisted | steps assisted |")  # fmt: skip
+    print("|" + " --- |" * (2 * len(helpers) + 4))
     rows = []
     for i, (image, truth) in enumerate(data):
         done = {k: annotate(h, f"image{i}", image, truth, args.learn_seconds) for k, h in helpers.items()}
         rows.append(done)
         ratio = done["assisted"].strokes / max(1, done["manual"].strokes)
         print(f"| {i + 1} | " + " | ".join(str(d.strokes) for d in done.values()) + f" | {ratio:.2f} | "
-              + " | ".join(f"{d.iou:.3f}" for d in done.values()) + f" | {done['assisted'].seconds:.0f} |",
+              + " | ".join(f"{d.iou:.3f}" for d in done.values())
+              + f" | {done['assisted'].seconds:.0f} | {done['assisted'].steps} |",
               flush=True)  # fmt: skip
     for first in (0, 1):
         totals = {k: sum(r[k].strokes for r in rows[first:]) for k in helpers}
@@ -276,8 +279,9 @@ def main() -> None:
     helpers["assisted"].close()
     if args.json:
         images = [
-            {"manual": r["manual"].strokes, "assisted": r["assisted"].strokes, "iou_manual": r["manual"].iou,
-             "iou_assisted": r["assisted"].iou, "seconds": r["assisted"].seconds}
+            {"manual": r["manual"].strokes, "assisted": r["assisted"].strokes,
+             "iou_manual": r["manual"].iou, "iou_assisted": r["assisted"].iou,
+             "seconds": r["assisted"].seconds, "steps": r["assisted"].steps}
             | ({"anchor": r["anchor"].strokes, "iou_anchor": r["anchor"].iou} if "anchor" in r else {})
             for r in rows
         ]  # fmt: skip

@@ -96,6 +96,14 @@ class LearningPanel(QWidget):
                 else "Learning stopped; it starts with the next review."
             )
 
+    def show_untrained(self) -> None:
+        """The model in use has learnt nothing: say how to teach it."""
+        self.status.setText(
+            "Nothing learnt yet, so nothing is predicted: paint a few strokes of each class on an "
+            "image (or all of it) and mark it reviewed (R). The model learns from it, then "
+            "predicts the other images."
+        )
+
     def show_event(self, event) -> None:
         """A ``core.training.learner.LearnerEvent``: the state line, and the curve for steps."""
         text = STATES.get(event.state, "").format(

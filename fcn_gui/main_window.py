@@ -271,6 +271,8 @@ class MainWindow(QMainWindow):
         if (ckpt := self.session.models.checkpoint) is not None:
             self.settings.set("checkpoint", str(ckpt))
         self._show_model_warning()
+        if self.session.untrained():
+            self.learning_panel.show_untrained()
         self.learning_panel.set_history(*self.learning.history_summary())
 
     def _on_model_failed(self, message: str) -> None:

@@ -8,6 +8,8 @@ learner trains only the current and next image are predicted: predictions beside
 take its cores (a 2-core Xeon: the U-Net's 9.4 training steps/s fell to 2.5 while 512x512
 images were predicted alongside). A prediction becomes the label of an image the user has not
 edited; over user work it is only offered (``confirm_replace``) when asked for explicitly.
+A model that has learnt nothing (random weights) predicts nothing: its guesses would be noise
+to paint over, so images open unlabelled until it has learnt.
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ from PySide6.QtCore import QObject
 
 from .prediction import Job
 
-CONFIDENCE_CACHE = 16  # confidence maps kept for the images met last (for the unsure overlay)
+CONFIDENCE_CACHE = 16
+UNTRAINED = (
+    "The model has learnt nothing yet, so it predicts nothing: paint a few strokes of each class "
+    "(or the whole image), mark the image reviewed (R), and it predicts once it has learnt from it. "
+    "Or load a trained checkpoint (Model menu)."
+)  # confidence maps kept for the images met last (for the unsure overlay)
 
 
 @dataclass
@@ -104,7 +111,7 @@ class Predictions(QObject):
         s = self.session
         if s.doc is None:
             return
-        if (why := s.model_mismatch()) is not None:
+        if (why := self._cannot_predict()) is not None:
             s.error.emit(why)
             return
         s.queue.enqueue(self._job(s.doc.image_id, force=True), front=True)
@@ -113,7 +120,7 @@ class Predictions(QObject):
         """Predict every image that is new or only predicted, in the background; edited ones
         are left alone. Returns how many."""
         s = self.session
-        if (why := s.model_mismatch()) is not None:
+        if (why := self._cannot_predict()) is not None:
             s.error.emit(why)
             return 0
         counts = s.project.counts()
@@ -121,6 +128,11 @@ class Predictions(QObject):
             s.message.emit(f"Edited images ({counts['edited']:,}) are kept as they are")
         self._sweep("unlabelled")
         return counts["new"] + counts["predicted"]
+
+    def _cannot_predict(self) -> str | None:
+        if (why := self.session.model_mismatch()) is not None:
+            return why
+        return UNTRAINED if self.session.untrained() else None
 
     def predict_new(self) -> None:
         """Predict every image that has no prediction yet (least-confident-next ranks them all)."""

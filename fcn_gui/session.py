@@ -86,8 +86,13 @@ class Session(QObject):
             )
         return None
 
+    def untrained(self) -> bool:
+        """The model has learnt nothing (random weights): it predicts nothing until it has."""
+        info = self.models.info
+        return info is not None and not info.trained
+
     def usable_predictor(self):
-        return None if self.model_mismatch() else self.models.predictor
+        return None if self.model_mismatch() or self.untrained() else self.models.predictor
 
     def checkpoint_name(self) -> str:
         ckpt = self.models.checkpoint

@@ -87,12 +87,14 @@ def checkpoint(_local_model_original, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def unet_checkpoint(tmp_path_factory) -> Path:
     """A small U-Net (1.1 M weights, the 21 VOC classes, random weights) saved as an fcn-gui
-    checkpoint: what the app's tests run, where the 134 M-parameter FCN-8s is not the subject."""
+    checkpoint: what the app's tests run, where the 134 M-parameter FCN-8s is not the subject.
+    Marked trained, as a stand-in for a trained model: an untrained one predicts nothing in the
+    app (tested on its own)."""
     from core.model.checkpoints import ModelInfo, new_model, save_checkpoint
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("unet") / "unet.safetensors"
-    save_checkpoint(path, new_model(ModelInfo(variant="unet")))
+    save_checkpoint(path, new_model(ModelInfo(variant="unet", trained=True)))
     return path
 
 

@@ -35,6 +35,25 @@ def test_open_folder_lists_images_with_states(make_window, photo_folder, qtbot):
     assert model.thumbnails._pixmaps["rocket"].toImage().pixelColor(10, 10).name() != "#3c3c40"
 
 
+def test_an_untrained_model_predicts_nothing_and_says_how_to_teach_it(make_window, photo_folder, qtbot):
+    """`make run` on the sample photos: the app's own model has learnt nothing, so the images
+    open unlabelled instead of covered in its random guesses."""
+    window = make_window(photo_folder, with_model=False)
+    session = window.session
+    assert session.untrained()
+    qtbot.wait(300)  # a prediction, if one were scheduled, would have started by now
+    wait_idle(qtbot, window)
+    assert (session.doc.label == VOID).all()
+    assert {e.state for e in session.project.images} == {"new"}
+    assert "Nothing learnt yet" in window.learning_panel.status.text()
+    errors = []
+    session.error.connect(errors.append)
+    session.predictions.predict_current()
+    assert session.predictions.predict_all() == 0
+    assert len(errors) == 2 and all("learnt nothing" in e for e in errors)
+    assert not session.queue.pending and not session.queue.busy
+
+
 def test_brush_paints_and_undo_redo_restore_exact_pixels(make_window, photo_folder, qtbot):
     window = make_window(photo_folder)
     doc = _known_label(window, qtbot, 0)
