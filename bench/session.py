@@ -9,13 +9,16 @@ add it to the continuous learner as reviewed (the prediction's mistakes recorded
 the learner train for ``--budget`` seconds of training; models it adopts replace the one in
 use, exactly as in the app. Starts from random weights (no pretrained weights offline).
 Prints per-image effort, the mean over images 2..N, training seconds per image and when the
-first model was adopted, for each precision asked for. Not a test: figures only.
+first model was adopted, for each precision asked for, and the learner's steps per second
+against the bare step's (the same network, batch and precision with nothing around it): the
+ratio is what the loop around the step costs. Not a test: figures only.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import platform
 import sys
 import time
@@ -36,6 +39,7 @@ from core.io.labels import classes_from_names  # noqa: E402
 from core.model.checkpoints import ModelInfo, new_model  # noqa: E402
 from core.training.learner import Adopted, ContinuousLearner, LearnerConfig  # noqa: E402
 from core.training.sampling import Example  # noqa: E402
+from core.training.step import StepRunner, build_optimizer  # noqa: E402
 
 
 def tile_slices(count: int, side: int = 512) -> list[tuple[slice, slice]]:
@@ -149,6 +153,21 @@ def try_threshold(in_use, learner, prediction, truth: np.ndarray) -> str:
     return f"0.5 -> {half:.1%}, held-out {chosen:.2f} -> {at:.1%}, best {grid[best]:.2f} -> {here[best]:.1%}"
 
 
+def bare_steps_per_second(learner: ContinuousLearner, examples: list[Example], steps: int = 10) -> float:
+    """The learner's network, batch and precision with nothing around the step: a copy trained
+    ``steps`` times on one batch (sampling, the weight average and scoring left out)."""
+    net = copy.deepcopy(learner.net)
+    runner = StepRunner(
+        net, build_optimizer(net, lr=learner.config.lr), learner.device, learner.config.precision
+    )
+    images, masks = learner.sampler.batch(examples, learner.config.batch_size)
+    runner(images, masks)  # warm-up
+    started = time.perf_counter()
+    for _ in range(steps):
+        runner(images, masks)
+    return steps / (time.perf_counter() - started)
+
+
 def session(args: argparse.Namespace, precision: str) -> dict:
     torch.manual_seed(args.seed)
     info = ModelInfo(variant=args.variant, classes=classes_from_names(["background", "nucleus"]))
@@ -163,7 +182,8 @@ def session(args: argparse.Namespace, precision: str) -> dict:
     in_use = Predictor(new_model(info), device="cpu", precision=precision)
     in_use.model.module.load_state_dict(model.module.state_dict())
     run = learner.run()
-    efforts, train_s, adoptions, first_adoption = [], [], 0, None
+    started = time.perf_counter()
+    efforts, train_s, adoptions, first_adoption, added = [], [], 0, None, []
     for i, (image, truth) in enumerate(nuclei_tiles(args.images)):
         prediction = in_use.predict(image)
         pred = prediction.label
@@ -175,7 +195,8 @@ def session(args: argparse.Namespace, precision: str) -> dict:
             print("  refined: " + try_refine(image, prediction, truth), flush=True)
         if args.try_threshold and i > 0:
             print("  threshold: " + try_threshold(in_use, learner, prediction, truth), flush=True)
-        learner.add(Example(f"tile{i}", image, truth, wrong))
+        added.append(Example(f"tile{i}", image, truth, wrong))
+        learner.add(added[-1])
         if i == args.images - 1:
             break
         start = learner.train_seconds
@@ -195,6 +216,7 @@ def session(args: argparse.Namespace, precision: str) -> dict:
             flush=True,
         )
     run.close()
+    wall = time.perf_counter() - started
     print(f"  image {args.images}: effort {efforts[-1]:6.1%}", flush=True)
     return {
         "efforts": efforts,
@@ -204,6 +226,9 @@ def session(args: argparse.Namespace, precision: str) -> dict:
         "first_adoption_s": first_adoption,
         "precision": training_precision_name(torch.device("cpu"), precision),
         "steps": learner.steps,
+        "steps_per_s": learner.steps / max(learner.train_seconds, 1e-9),
+        "steps_per_wall_s": learner.steps / wall,
+        "bare_steps_per_s": bare_steps_per_second(learner, added[:-1]),
     }
 
 
@@ -243,6 +268,13 @@ def main() -> None:
             f"{r['train_s']:.0f} s training per image, {r['steps']} steps, {r['adoptions']} adoptions, "
             f"first after {r['first_adoption_s'] or float('nan'):.0f} s of training; "
             f"wall {time.perf_counter() - t:.0f} s",
+            flush=True,
+        )
+        print(
+            f"  => steps/s: {r['steps_per_s']:.2f} of the learner's own training seconds, "
+            f"{r['steps_per_wall_s']:.2f} of the session's wall time; the bare step alone "
+            f"{r['bare_steps_per_s']:.2f}/s: ratio {r['steps_per_s'] / r['bare_steps_per_s']:.2f} "
+            f"(wall: {r['steps_per_wall_s'] / r['bare_steps_per_s']:.2f})",
             flush=True,
         )
 
