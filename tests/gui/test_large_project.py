@@ -5,6 +5,7 @@ never waits on another thread."""
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 
 import numpy as np
 import pytest
@@ -31,16 +32,23 @@ def many(tmp_path):
 
 @pytest.fixture
 def waits(monkeypatch):
-    """Every blocking wait the GUI thread makes on another thread (QThread.wait)."""
+    """Every blocking wait the GUI thread makes on another thread: ``QThread.wait``, and the
+    result of a future not done yet (how saves used to be waited for)."""
     calls = []
-    real = QThread.wait
+    real_wait, real_result = QThread.wait, Future.result
 
     def wait(thread, *args):
         if threading.current_thread() is threading.main_thread():
             calls.append(thread.objectName())
-        return real(thread, *args)
+        return real_wait(thread, *args)
+
+    def result(future, *args, **kwargs):
+        if threading.current_thread() is threading.main_thread() and not future.done():
+            calls.append(f"a future: {future!r}")
+        return real_result(future, *args, **kwargs)
 
     monkeypatch.setattr(QThread, "wait", wait)
+    monkeypatch.setattr(Future, "result", result)
     return calls
 
 
