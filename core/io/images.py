@@ -10,7 +10,6 @@ Pillow's (a user raising ``--max-pixels``) is it lifted, for that one header rea
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import threading
@@ -26,7 +25,7 @@ DEFAULT_MAX_PIXELS = 40_000 * 40_000
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm", ".pbm"}
 )
-_PILLOW_GUARD = threading.Lock()  # held while Pillow's guard is lifted for one header read
+_PILLOW_GUARD = threading.Lock()  # held for each header read: Pillow's guard is process-wide
 
 
 def is_image_path(path: str | Path) -> bool:
@@ -58,11 +57,12 @@ def open_image(
     """
     label = name if name is not None else source if not isinstance(source, bytes) else "embedded image"
     fp = io.BytesIO(source) if isinstance(source, bytes) else Path(source)
-    pillow_limit = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
-    lift = pillow_limit is not None and max_pixels > pillow_limit
-    with (_PILLOW_GUARD if lift else contextlib.nullcontext()), warnings.catch_warnings():
+    # Every header read takes the lock: one that came while another had lifted Pillow's guard
+    # would see it lifted, take that for Pillow's setting and put it back so (tested).
+    with _PILLOW_GUARD, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit decides
         saved = Image.MAX_IMAGE_PIXELS
+        lift = saved is not None and max_pixels > 2 * saved
         if lift:
             Image.MAX_IMAGE_PIXELS = None
         try:
@@ -70,7 +70,8 @@ def open_image(
         except Image.DecompressionBombError as exc:
             raise _too_large(label, None, max_pixels) from exc
         finally:
-            Image.MAX_IMAGE_PIXELS = saved
+            if lift:
+                Image.MAX_IMAGE_PIXELS = saved
     w, h = img.size
     if w * h > max_pixels:
         img.close()

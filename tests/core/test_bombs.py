@@ -114,3 +114,29 @@ def test_pillows_own_guard_stays_for_the_rest_of_the_process(tmp_path):
     assert before == PILImage.MAX_IMAGE_PIXELS
     with pytest.raises(PILImage.DecompressionBombError):
         PILImage.open(tmp_path / "bomb.png")  # anyone else's Pillow call is still guarded
+
+
+def test_pillows_guard_survives_images_opened_on_several_threads_at_once(tmp_path):
+    """The app opens images on several workers at once (the image, the next one, thumbnails).
+    A header read that came while another had lifted Pillow's guard used to restore the lifted
+    value, leaving Pillow unguarded for the rest of the process."""
+    import threading
+
+    from PIL import Image as PILImage
+
+    from core.io.images import open_image
+
+    path = tmp_path / "small.png"
+    PILImage.new("RGB", (8, 8)).save(path)
+    before = PILImage.MAX_IMAGE_PIXELS
+
+    def read_many() -> None:
+        for _ in range(400):
+            open_image(path).close()
+
+    threads = [threading.Thread(target=read_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert before == PILImage.MAX_IMAGE_PIXELS
