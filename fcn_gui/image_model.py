@@ -30,6 +30,7 @@ THUMB = 64
 ENTRY_CACHE = 2000  # entries kept for the rows met last
 PAGE = 100  # rows read at a time
 PIXMAPS = 3000  # thumbnails kept in memory (about 50 MB at most)
+BADGED = 300  # thumbnails with their state's badge, for the rows painted last
 STATE_COLORS = {
     "new": QColor(150, 150, 150),
     "predicted": QColor(94, 129, 172),
@@ -72,6 +73,7 @@ class ImageListModel(QAbstractListModel):
         self._by_row: dict[int, str] = {}  # the plain view's rows met, to their ids
         self._query: GeneratorThread | None = None
         self._changed_meanwhile: set[str] = set()  # changed while the rows were queried
+        self._badged: OrderedDict[tuple[str, str], QPixmap] = OrderedDict()  # (id, state) -> icon
         self.thumbnails = Thumbnails(runner, self)
         self.thumbnails.ready.connect(self._on_thumbnail)
 
@@ -83,6 +85,7 @@ class ImageListModel(QAbstractListModel):
 
     def set_project(self, project: Project | None) -> None:
         self.thumbnails.set_project(project)
+        self._badged.clear()
         self.project = project
         self._rebuild()
 
@@ -206,7 +209,7 @@ class ImageListModel(QAbstractListModel):
             missing = ", file missing" if entry.missing else ""
             return f"{entry.id}\n{entry.state}{older}{missing}"
         if role == Qt.ItemDataRole.DecorationRole:
-            return _badged(self.thumbnails.get(entry), STATE_COLORS[entry.state])
+            return self._decoration(entry)
         if role == Qt.ItemDataRole.ToolTipRole:
             return str(self.project.image_path(entry))
         if role == Qt.ItemDataRole.SizeHintRole:
@@ -220,6 +223,18 @@ class ImageListModel(QAbstractListModel):
             value = self.data(index, role_data.role())
             if value is not None:
                 role_data.setData(value)
+
+    def _decoration(self, entry: ImageEntry) -> QPixmap:
+        """The thumbnail with its state's badge, drawn once per image and state, not per paint."""
+        key = (entry.id, entry.state)
+        icon = self._badged.get(key)
+        if icon is None:
+            icon = self._badged[key] = _badged(self.thumbnails.get(entry), STATE_COLORS[entry.state])
+            while len(self._badged) > BADGED:
+                self._badged.popitem(last=False)
+        else:
+            self._badged.move_to_end(key)
+        return icon
 
     # --- changes ---------------------------------------------------------------------------
     def entry_changed(self, image_id: str) -> None:
@@ -263,6 +278,8 @@ class ImageListModel(QAbstractListModel):
             self.dataChanged.emit(self.index(0), self.index(self.rowCount() - 1))
 
     def _on_thumbnail(self, image_id: str) -> None:
+        for state in STATES:  # drawn with the blank thumbnail until now
+            self._badged.pop((image_id, state), None)
         row = self.row_of(image_id) if self.project is not None else None
         if row is not None:
             index = self.index(row)
@@ -284,6 +301,7 @@ class Thumbnails(QObject):
         self._lock = threading.Lock()
         self._thread: GeneratorThread | None = None
         self._store = None
+        self._project: Project | None = None
         self._blank = QPixmap(THUMB, THUMB)
         self._blank.fill(QColor(60, 60, 64))
 
@@ -313,14 +331,20 @@ class Thumbnails(QObject):
             with self._lock:
                 self._wanted[entry.id] = str(self._project.image_path(entry))
                 self._wanted.move_to_end(entry.id)
-            if self._thread is None and not self._runner.closing:
-                self._thread = self._runner.start(
-                    self._make, "thumbnails", on_yield=self._on_made, on_finished=self._on_finished
-                )
+            if self._thread is None:
+                self._start()
         return self._blank
+
+    def _start(self) -> None:
+        if not self._runner.closing:
+            self._thread = self._runner.start(
+                self._make, "thumbnails", on_yield=self._on_made, on_finished=self._on_finished
+            )
 
     def _make(self):
         """On the worker: the newest request first (the rows on screen now)."""
+        import qimage2ndarray
+
         from core.base.errors import FcnGuiError
         from core.io.thumbnails import file_stamp, thumbnail_and_size
 
@@ -343,8 +367,6 @@ class Thumbnails(QObject):
                 entry = project.find(image_id) if project is not None else None
                 if entry is not None and (entry.width, entry.height) != size:
                     project.set_size(entry, *size)  # read with the header: saved with the next save
-            import qimage2ndarray
-
             yield image_id, qimage2ndarray.array2qimage(pixels)
 
     def _on_made(self, made) -> None:
@@ -361,10 +383,8 @@ class Thumbnails(QObject):
         self._thread = None
         with self._lock:
             more = bool(self._wanted)
-        if more and not self._runner.closing:
-            self._thread = self._runner.start(
-                self._make, "thumbnails", on_yield=self._on_made, on_finished=self._on_finished
-            )
+        if more:
+            self._start()
 
 
 def _badged(thumb: QPixmap, color: QColor) -> QPixmap:
