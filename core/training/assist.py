@@ -43,6 +43,7 @@ class Assistant:
         self.device = device
         self.adopted: SegmentationModel | None = model if model.info.trained else None
         self._run = self.learner.run()
+        self._predictor: Predictor | None = None  # made once; its weights refreshed per predict
         self._image_id: str | None = None
         self._image: np.ndarray | None = None
         self.painted: np.ndarray | None = None
@@ -89,8 +90,13 @@ class Assistant:
             raise RuntimeError("start an image before predicting it")
         if not self.has_learnt:
             return self.painted.copy()
-        model = self.adopted if self.learner.steps == 0 else self._newest()
-        label = Predictor(model, device=self.device, precision="fp32").predict(self._image).label
+        source = self.adopted.module if self.learner.steps == 0 else self.learner.net
+        if self._predictor is None:
+            info = dataclasses.replace(self.learner.model.info, trained=True)
+            self._predictor = Predictor(SegmentationModel(source, info), device=self.device, precision="fp32")
+        else:  # the newest weights into the predictor's own copy, not a new copy per stroke
+            self._predictor.model.module.load_state_dict(source.state_dict())
+        label = self._predictor.predict(self._image).label
         return np.where(self.painted != VOID, self.painted, label)
 
     def review(self, label: np.ndarray) -> None:
@@ -103,7 +109,3 @@ class Assistant:
     def close(self) -> None:
         """Stop the learner (it keeps what it learnt in its history, if it has one)."""
         self._run.close()
-
-    def _newest(self) -> SegmentationModel:
-        info = dataclasses.replace(self.learner.model.info, trained=True)
-        return SegmentationModel(self.learner.net, info)
