@@ -188,7 +188,7 @@ def learner(work: Path) -> str:
     info = ModelInfo(variant="fcn8s", classes=classes_from_names(["background", "nucleus"]))
     torch.manual_seed(0)
     learner = ContinuousLearner(
-        new_model(info), LearnerConfig(device="cuda", budget_s=5.0, all_orientations=True)
+        new_model(info), LearnerConfig(device="cuda", budget_steps=20, all_orientations=True)
     )
     for i, (y, x) in enumerate([(0, 0), (0, 256), (256, 0), (256, 256)]):
         learner.add(Example(f"q{i}", image[y : y + 256, x : x + 256], label[y : y + 256, x : x + 256], None))

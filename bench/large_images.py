@@ -64,7 +64,7 @@ def measure(budget_mb: float, args: argparse.Namespace) -> None:
     info = ModelInfo(variant=args.variant, classes=classes_from_names(["background", "nucleus"]))
     with tempfile.TemporaryDirectory() as tmp:
         history = LearningHistory(Path(tmp) / "learning")
-        config = LearnerConfig(memory_budget_mb=budget_mb, rest_after_s=float("inf"))  # it must reach --steps
+        config = LearnerConfig(memory_budget_mb=budget_mb, rest_after_steps=10**9)  # it must reach --steps
         learner = ContinuousLearner(new_model(info), config, history=history)
         gc.collect()
         start = anonymous_mb()

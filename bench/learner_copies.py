@@ -54,7 +54,7 @@ def measure(variant: str) -> None:
     torch.manual_seed(0)
     model = new_model(ModelInfo(variant=variant, classes=classes_from_names(["background", "nucleus"])))
     one = sum(p.numel() * 4 for p in model.module.state_dict().values() if p.is_floating_point())
-    config = LearnerConfig(crop=64, batch_size=2, device="cpu", precision="fp32", budget_s=0.0)
+    config = LearnerConfig(crop=64, batch_size=2, device="cpu", precision="fp32", budget_steps=0)
     learner = ContinuousLearner(model, config)
     del model  # the caller's model is the caller's: only what the learner keeps counts
     for example in tiles:

@@ -175,8 +175,8 @@ def session(args: argparse.Namespace, precision: str) -> dict:
     config = LearnerConfig(
         crop=args.crop, batch_size=args.batch, lr=args.lr, precision=precision, device="cpu",
         frozen=tuple(args.frozen), wrong_share=args.wrong_share, all_orientations=args.orientations,
-        budget_s=args.first_budget, seed=args.seed, scale=args.scale, average=args.average,
-        rest_after_s=args.rest_after,
+        budget_steps=args.first_budget, seed=args.seed, scale=args.scale, average=args.average,
+        rest_after_steps=args.rest_after,
     )  # fmt: skip
     learner = ContinuousLearner(model, config)
     in_use = Predictor(new_model(info), device="cpu", precision=precision)
@@ -244,13 +244,18 @@ def main() -> None:
     p.add_argument("--frozen", nargs="*", default=list(LearnerConfig.frozen))
     p.add_argument("--wrong-share", type=float, default=LearnerConfig.wrong_share)
     p.add_argument("--orientations", action="store_true", help="train with all 8 orientations")
-    p.add_argument("--first-budget", type=float, default=LearnerConfig.budget_s)
+    p.add_argument(
+        "--first-budget",
+        type=int,
+        default=None,
+        help="steps before the first adoption (default: the recipe's)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--average", type=float, default=LearnerConfig.average, help="weight average decay")
     p.add_argument("--scale", type=float, default=None, help="input scale (default: chosen from the labels)")
     p.add_argument(
-        "--rest-after", type=float, default=LearnerConfig.rest_after_s,
-        help="seconds without an adoption after which the learner rests until the next image (as in the app)",
+        "--rest-after", type=int, default=None,
+        help="steps without an adoption before the learner rests until the next image (default: recipe's)",
     )  # fmt: skip
     p.add_argument("--analyse", action="store_true", help="print where each image's corrections are")
     p.add_argument("--try-refine", action="store_true", help="print the effort after edge-aware refinement")

@@ -38,9 +38,9 @@ from core.training.sampling import Example  # noqa: E402
 def fixed_steps_config(device: str, seed: int) -> LearnerConfig:
     """The learner's recipe for training a given number of steps on every image it is given:
     nothing held out and no rest (with no score to improve, it would rest after
-    ``rest_after_s`` of training and the steps asked for would never come)."""
+    ``rest_after_steps`` steps and the steps asked for would never come)."""
     return LearnerConfig(
-        device=device, all_orientations=True, holdout_every=10**9, rest_after_s=float("inf"), seed=seed
+        device=device, all_orientations=True, holdout_every=10**9, rest_after_steps=10**9, seed=seed
     )
 
 

@@ -1,8 +1,10 @@
 """Strokes until each image is right: a simulated annotator paints the largest error, again and
 again, with no model (manual), with the app's assistant learning from random weights after
-every stroke (assisted), and with an ilastik-style random forest (the anchor). Prints figures.
+every stroke (assisted: the network and the quick pixel classifier it blends in, as in the
+app), and with an ilastik-style random forest (the anchor). Prints figures.
 
     python bench/strokes.py [--images 8] [--learn-seconds 1.0] [--pairs IMAGE:TRUTH ...] [--json]
+                            [--network-only]   (the assistant without its quick classifier)
 
 The annotator's rules, for an image with truth T (class indices, 255 void) and shown label L:
 - band: pixels whose 3x3 neighbourhood in T holds more than one class; never counted as wrong.
@@ -239,6 +241,7 @@ def main() -> None:
     p.add_argument("--precision", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-anchor", action="store_true", help="leave the random forest out")
+    p.add_argument("--network-only", action="store_true", help="the assistant without its quick classifier")
     p.add_argument("--json", action="store_true", help="the figures as one JSON object on the last line")
     args = p.parse_args()
     data = (load_pairs(args.pairs) if args.pairs else nuclei_tiles(args.images))[: args.first]
@@ -252,7 +255,9 @@ def main() -> None:
     model = new_model(ModelInfo(variant=args.variant, classes=classes_from_names(names)))
     helpers = {
         "manual": Manual(),
-        "assisted": Assistant(model, LearnerConfig(precision=args.precision, seed=args.seed)),
+        "assisted": Assistant(
+            model, LearnerConfig(precision=args.precision, seed=args.seed), quick=not args.network_only
+        ),
     }
     if not args.no_anchor:
         try:

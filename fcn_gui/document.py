@@ -2,7 +2,9 @@
 
 The label array is the truth; the overlay is an ARGB32 QImage sharing memory with a numpy
 view, updated only inside the rectangle an edit touched. Undo steps store the changed
-rectangle before and after, never a copy of the whole label.
+rectangle before and after, never a copy of the whole label. ``painted`` marks the pixels
+the user set (brush, fill, polygon, eraser to a class) apart from predicted ones: the assist
+fills in the others (``apply_live``) and never repaints these.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import qimage2ndarray
 from PySide6.QtCore import QObject, QRect, Signal
 from PySide6.QtGui import QImage, QUndoCommand, QUndoStack
 
-from core.io.labels import LabelClass
+from core.io.labels import VOID, LabelClass
 
 UNDO_LIMIT = 500
 UNSURE_COLOR = 0xC0FF00FF  # premultiplied-safe: fully saturated magenta at 75% alpha
@@ -27,9 +29,9 @@ def _lut(classes: list[LabelClass]) -> np.ndarray:
 
 
 class PatchCommand(QUndoCommand):
-    """One undoable edit: the rectangle's label values before and after."""
+    """One undoable edit: the rectangle's label values and painted marks, before and after."""
 
-    def __init__(self, doc: LabelDocument, y: int, x: int, before: np.ndarray, after: np.ndarray, text: str):
+    def __init__(self, doc: LabelDocument, y: int, x: int, before: tuple, after: tuple, text: str):
         super().__init__(text)
         self.doc, self.y, self.x, self.before, self.after = doc, y, x, before, after
         self._first = True
@@ -38,10 +40,10 @@ class PatchCommand(QUndoCommand):
         if self._first:  # the edit is already on the label when it is pushed
             self._first = False
             return
-        self.doc.write_patch(self.y, self.x, self.after)
+        self.doc.write_patch(self.y, self.x, *self.after)
 
     def undo(self) -> None:
-        self.doc.write_patch(self.y, self.x, self.before)
+        self.doc.write_patch(self.y, self.x, *self.before)
 
 
 class LabelDocument(QObject):
@@ -59,12 +61,15 @@ class LabelDocument(QObject):
         confidence: np.ndarray | None = None,
         parent: QObject | None = None,
         predicted: np.ndarray | None = None,
+        painted: np.ndarray | None = None,
     ) -> None:
         super().__init__(parent)
         self.image_id = image_id
         self.height, self.width = image.shape[:2]
+        self.pixels = image  # what the assist learns from (the QImage below is for drawing)
         self.image = qimage2ndarray.array2qimage(image)  # RGB32: the fastest format to draw
         self.label = np.ascontiguousarray(label, dtype=np.uint8)
+        self.painted = np.zeros(label.shape, bool) if painted is None else painted.astype(bool, copy=True)
         self.overlay = QImage(self.width, self.height, QImage.Format.Format_ARGB32_Premultiplied)
         self._overlay_px = qimage2ndarray.raw_view(self.overlay)
         self.unsure = QImage(self.width, self.height, QImage.Format.Format_ARGB32_Premultiplied)
@@ -75,7 +80,7 @@ class LabelDocument(QObject):
         self.undo_stack = QUndoStack(self)
         self.undo_stack.setUndoLimit(UNDO_LIMIT)
         self.modified = False
-        self._stroke_before: np.ndarray | None = None
+        self._stroke_before: tuple[np.ndarray, np.ndarray] | None = None
         self._stroke_box: list[int] | None = None
         self.set_classes(classes)
         self._refresh_unsure()
@@ -90,6 +95,7 @@ class LabelDocument(QObject):
     def replace_label(self, label: np.ndarray, confidence: np.ndarray | None) -> None:
         """A new prediction: replaces the label, clears the history."""
         self.label[:] = label
+        self.painted[:] = False
         self.confidence = confidence
         self.predicted = label
         self.undo_stack.clear()
@@ -97,6 +103,25 @@ class LabelDocument(QObject):
         np.take(self._lut, self.label, out=self._overlay_px)
         self._refresh_unsure()
         self.changed.emit(QRect(0, 0, self.width, self.height))
+
+    def apply_live(self, label: np.ndarray) -> None:
+        """The assist's prediction for the pixels the user has not painted (no undo step: undoing
+        a stroke undoes what the user did, and the next prediction follows)."""
+        if label.shape != self.label.shape:
+            return
+        free = ~self.painted
+        if np.array_equal(self.label[free], label[free]):
+            return
+        np.copyto(self.label, label, where=free)
+        np.take(self._lut, self.label, out=self._overlay_px)
+        self.confidence = None  # the saved confidence was of another model's prediction
+        self._refresh_unsure()
+        self.modified = True
+        self.changed.emit(QRect(0, 0, self.width, self.height))
+
+    def painted_label(self) -> np.ndarray:
+        """The painted pixels' classes, ``VOID`` elsewhere: what the assist trains on."""
+        return np.where(self.painted, self.label, np.uint8(VOID))
 
     def set_unsure_threshold(self, threshold: float) -> None:
         self.unsure_threshold = threshold
@@ -122,10 +147,12 @@ class LabelDocument(QObject):
         return None if self.confidence is None else float(self.confidence[y, x])
 
     # --- editing ------------------------------------------------------------------------
-    def write_patch(self, y: int, x: int, patch: np.ndarray) -> None:
-        """Put ``patch`` into the label at (y, x) and refresh that part of the overlay."""
+    def write_patch(self, y: int, x: int, patch: np.ndarray, painted: np.ndarray | None = None) -> None:
+        """Put ``patch`` into the label at (y, x) and refresh that part of the overlay.
+        ``painted``: which of its pixels the user set (default: all but void ones)."""
         h, w = patch.shape
         self.label[y : y + h, x : x + w] = patch
+        self.painted[y : y + h, x : x + w] = patch != VOID if painted is None else painted
         self._overlay_px[y : y + h, x : x + w] = self._lut[patch]
         self.modified = True
         self.changed.emit(QRect(x, y, w, h))
@@ -133,7 +160,7 @@ class LabelDocument(QObject):
 
     def begin_stroke(self) -> None:
         """Start an edit made of many small changes (a brush stroke)."""
-        self._stroke_before = self.label.copy()
+        self._stroke_before = (self.label.copy(), self.painted.copy())
         self._stroke_box = None
 
     def paint_mask(self, y: int, x: int, mask: np.ndarray, value: int) -> None:
@@ -145,6 +172,7 @@ class LabelDocument(QObject):
         m = mask[y0 - y : y1 - y, x0 - x : x1 - x]
         region = self.label[y0:y1, x0:x1]
         region[m] = value
+        self.painted[y0:y1, x0:x1][m] = value != VOID  # an eraser to void unpaints
         self._overlay_px[y0:y1, x0:x1][m] = self._lut[value]
         box = self._stroke_box
         self._stroke_box = (
@@ -162,9 +190,9 @@ class LabelDocument(QObject):
         if before is None or box is None:
             return
         y0, x0, y1, x1 = box
-        old = before[y0:y1, x0:x1].copy()
-        new = self.label[y0:y1, x0:x1].copy()
-        if np.array_equal(old, new):
+        old = tuple(a[y0:y1, x0:x1].copy() for a in before)
+        new = (self.label[y0:y1, x0:x1].copy(), self.painted[y0:y1, x0:x1].copy())
+        if all(np.array_equal(a, b) for a, b in zip(old, new, strict=True)):
             return
         self.undo_stack.push(PatchCommand(self, y0, x0, old, new, text))
         self.edited.emit()

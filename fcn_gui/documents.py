@@ -53,12 +53,27 @@ class Documents(QObject):
                 label = np.full(image.shape[:2], VOID, dtype=np.uint8)
             # what Mark Reviewed measures corrections against; painting changes ``label`` in place
             predicted = label.copy() if untouched else project.load_prediction(entry)
-            doc = LabelDocument(image_id, image, label, classes, confidence, predicted=predicted)
+            painted = project.load_painted(entry, label.shape)
+            if painted is None and entry.state in ("edited", "reviewed"):
+                painted = label != VOID  # saved before painted pixels were recorded: all the user's
+            doc = LabelDocument(
+                image_id, image, label, classes, confidence, predicted=predicted, painted=painted
+            )
             doc.moveToThread(gui_thread)
             return doc
 
         s.message.emit(f"Opening {entry.id}…")
         s.runner.call(load, "image-loader", on_result=self._on_loaded, on_error=s.error.emit)
+
+    def apply_live(self, image_id: str, label: np.ndarray) -> None:
+        """The assist predicted the image being painted: show it on the pixels not painted, if
+        that image is still on the canvas and reviewed it is not."""
+        doc, project = self.doc, self.session.project
+        if doc is None or project is None or doc.image_id != image_id:
+            return
+        if project.entry(image_id).state == "reviewed":
+            return
+        doc.apply_live(label)
 
     def _on_loaded(self, doc: LabelDocument) -> None:
         s = self.session
@@ -103,6 +118,7 @@ class Documents(QObject):
 
     def _on_edited(self) -> None:
         s = self.session
+        s.strokes_changed.emit(self.doc)
         entry = s.project.entry(self.doc.image_id)
         if entry.state != "edited":
             was_reviewed = entry.state == "reviewed"
@@ -119,7 +135,8 @@ class Documents(QObject):
             return
         entry = project.entry(doc.image_id)
         if doc.modified or state is not None:
-            project.set_label(entry, doc.label.copy(), state or ("edited" if doc.modified else entry.state))
+            state = state or ("edited" if doc.modified else entry.state)
+            project.set_label(entry, doc.label.copy(), state, painted=doc.painted.copy())
             doc.modified = False
         self.session.save_async()
 

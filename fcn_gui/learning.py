@@ -47,7 +47,9 @@ class LearningController(QObject):
         self.all_orientations = False
         self._failed = False  # no automatic restart after an error until the next review
         self._num_classes = 0
+        self._strokes = False  # strokes are queued that the learner has not started for
         session.reviewed.connect(self._on_reviewed)
+        session.strokes_changed.connect(self._on_strokes)
         session.unreviewed.connect(self.feed.unreviewed)
         session.project_changed.connect(self._on_project_changed)
         session.models.ready.connect(lambda *_: self.start_if_ready())
@@ -97,6 +99,16 @@ class LearningController(QObject):
         self._failed = False
         self.start_if_ready()
 
+    def _on_strokes(self, doc) -> None:
+        """The painted pixels of the image on the canvas changed: they train at once."""
+        project = self.session.project
+        if project is None or project.entry(doc.image_id).state == "reviewed":
+            return
+        self.feed.live(doc.image_id, doc.pixels, doc.painted_label())
+        self._strokes = True
+        self._failed = False
+        self.start_if_ready()
+
     def _on_classes_changed(self) -> None:
         project = self.session.project
         if self.running and project is not None and len(project.classes) != self._num_classes:
@@ -105,25 +117,31 @@ class LearningController(QObject):
     def _on_project_changed(self) -> None:
         self.stop()
         self.feed.reset()
+        self._strokes = False
         self.history_changed.emit()
         self.start_if_ready()
 
     def start_if_ready(self) -> None:
-        """Start the learner when switched on, a model is loaded and something is reviewed."""
+        """Start the learner when switched on, a model is loaded and something is reviewed or
+        painted."""
         session = self.session
         project = session.project
         if self.running or not self.enabled or project is None or session.models.model is None:
             return
         if session.runner.closing:
             return
-        if not project.counts()["reviewed"]:
+        if not self._strokes and not project.counts()["reviewed"]:
             return
         self._start(project)
 
     def _start(self, project) -> None:
         in_use = self.session.models.model
         restart_from, self._restart_from = self._restart_from, None
-        self.feed.reset()  # the learner reads the reviewed images itself, on its worker
+        self.feed.reset(keep_live=True)  # the learner reads the reviewed images itself, on its worker
+        self._strokes = False
+        doc = self.session.doc
+        if doc is not None and doc.painted.any() and project.entry(doc.image_id).state != "reviewed":
+            self.feed.live(doc.image_id, doc.pixels, doc.painted_label())  # a restart goes on with them
         config, device, all_orientations = self.config, self.session.models.device, self.all_orientations
         self._num_classes = len(project.classes)
 
@@ -153,8 +171,12 @@ class LearningController(QObject):
 
     # --- events --------------------------------------------------------------------------
     def _on_event(self, event) -> None:
+        from core.training.assist import LivePrediction
         from core.training.learner import Adopted
 
+        if isinstance(event, LivePrediction):
+            self.session.documents.apply_live(event.image_id, event.label)
+            return
         if isinstance(event, Adopted):
             # Use it; the session re-predicts the images the user has not touched.
             self.session.adopt_model(event.model, event.path, event.describe().capitalize())

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 from .charts import CorrectionChart, TrainingCurve
 
 STATES = {
-    "training": "Learning from {train} reviewed image{s} ({heldout} held out to check it)",
+    "training": "Learning from {train} image{s} you painted or reviewed ({heldout} held out to check it)",
     "waiting": "Waiting: the image you look at is being predicted first",
     "paused": "Paused",
     "resting": "Resting: no improvement for a while; new reviews wake it",
@@ -38,8 +38,9 @@ class LearningPanel(QWidget):
         self.enabled = QCheckBox("Learn from my corrections")
         self.enabled.setChecked(True)
         self.enabled.setToolTip(
-            "Fine-tunes the model in the background on the images you mark reviewed (R) and "
-            "switches to it whenever it scores better on held-out reviewed images"
+            "Learns in the background from your strokes on the image you paint (the rest of it is "
+            "predicted again after each stroke) and from the images you mark reviewed (R); the other "
+            "images switch to the new model whenever it scores better on held-out reviewed images"
         )
         self.orientations = QCheckBox("Images have no up or down (microscopy, aerial)")
         self.orientations.setToolTip("Also learn from vertically flipped and rotated copies of your labels")
@@ -100,8 +101,8 @@ class LearningPanel(QWidget):
         """The model in use has learnt nothing: say how to teach it."""
         self.status.setText(
             "Nothing learnt yet, so nothing is predicted: paint a few strokes of each class on an "
-            "image (or all of it) and mark it reviewed (R). The model learns from it, then "
-            "predicts the other images."
+            "image. The rest of it fills in within seconds and again after each stroke; correct "
+            "it and mark it reviewed (R) when it is right. The model then predicts the other images."
         )
 
     def show_event(self, event) -> None:

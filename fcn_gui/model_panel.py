@@ -68,9 +68,7 @@ class ModelPanel(QWidget):
         self.load.clicked.connect(self.load_requested)
         self.download.clicked.connect(self.download_requested)
         self.device.currentTextChanged.connect(self.device_changed)
-        self.tile.valueChanged.connect(
-            lambda v: self.tile_changed.emit(0 if v == self.tile.minimum() else v)
-        )
+        self.tile.valueChanged.connect(lambda v: self.tile_changed.emit(0 if v == self.tile.minimum() else v))
 
     def show_info(self, info, device_name: str, checkpoint: str | None) -> None:
         parts = (f"<b>{info.variant.upper()}</b>", info.named_backbone, f"{info.num_classes} classes")

@@ -46,6 +46,7 @@ class Session(QObject):
     confirm_replace = Signal(object, object)
     reviewed = Signal(str, object)  # image id, its label: a new training target
     unreviewed = Signal(str)  # a reviewed label was edited again: no longer a target
+    strokes_changed = Signal(object)  # the document whose painted pixels changed (the assist learns)
     model_changed = Signal(str)  # a message: another model is in use and images are re-predicted
 
     def __init__(self, parent: QObject | None = None) -> None:

@@ -46,6 +46,7 @@ class ExportReport:
         counts = ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
         return f"exported to {self.out_dir}: {counts}; {self.unlabelled} images without a usable label"
 
+
 def split_ids(ids: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """A deterministic train/val split of ``ids`` (at least one val image if any is asked)."""
     if not 0 <= val_fraction < 1:

@@ -114,8 +114,10 @@ def _one_of(data: dict, field: str, allowed: tuple[str, ...]) -> str:
 
 def _triple(data: dict, field: str) -> tuple[float, float, float]:
     value = data[field]
-    if not isinstance(value, list | tuple) or len(value) != 3 or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 3
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value)
     ):
         raise ValueError(f"{field} is {value!r}, not three numbers")
     return tuple(float(v) for v in value)

@@ -6,6 +6,7 @@ PROJECT/
   project.json.v1-backup the manifest of a format-1 project, kept when it was migrated
   labels.vN/<id>.png     label maps (the folder is versioned so class removals switch atomically)
   predictions/<id>.png   the model's predictions, to measure the user's corrections against
+  painted/<id>.png       which pixels of the label the user set (one bit each; core.store.painted)
   backups/               rolling copies of project.db, one taken at each open
   .lock                  held while a program has the project open
 ```
@@ -55,6 +56,8 @@ from core.store.class_edits import ClassEdits, check_labels_dir
 from core.store.database import DATABASE, ProjectDatabase, backups
 from core.store.lock import ProjectLock
 from core.store.manifest import MANIFEST, STATES, ImageEntry, read_manifest
+from core.store.painted import FOLDER as PAINTED_FOLDER
+from core.store.painted import read_painted, write_painted
 
 DEFAULT_SUBFOLDER = "fcn-gui-project"
 MIGRATED = "project.json.v1-backup"
@@ -83,6 +86,7 @@ class _Staged:
 
     fields: dict = field(default_factory=dict)
     label: np.ndarray | None = None
+    painted: np.ndarray | None = None  # the pixels of ``label`` the user set
     base_state: str = "new"  # its state on disk, to keep the counts right meanwhile
 
 
@@ -554,14 +558,29 @@ class Project(ClassEdits):
         return label
 
     def set_label(
-        self, entry: ImageEntry, label: np.ndarray, state: str, *, checkpoint: str | None = None
-    ) -> None:
-        """Stage a new label for ``entry``; ``flush`` (or autosave) writes it."""
+        self, entry: ImageEntry, label: np.ndarray, state: str, *, checkpoint: str | None = None,
+        painted: np.ndarray | None = None,
+    ) -> None:  # fmt: skip
+        """Stage a new label for ``entry`` (``painted``: which of its pixels the user set);
+        ``flush`` (or autosave) writes it."""
         check_label_indices(label, len(self.classes), self.label_path(entry))
+        if painted is not None and painted.shape != label.shape:
+            raise ValueError(f"{entry.id}: painted mask {painted.shape}, label {label.shape}")
         fields = {"state": state, "modified": now()}
         if checkpoint is not None:
             fields["checkpoint"] = checkpoint
-        self._stage(entry, fields, label)
+        self._stage(entry, fields, label, painted)
+
+    def painted_path(self, entry: ImageEntry) -> Path:
+        return self.root / PAINTED_FOLDER / f"{entry.id}.png"
+
+    def load_painted(self, entry: ImageEntry, shape: tuple[int, int]) -> np.ndarray | None:
+        """Which pixels of the entry's label the user set (staged edits first); ``None`` when
+        that was never recorded or its file is damaged."""
+        staged = self._pending.get(entry.id)
+        if staged is not None and staged.painted is not None:
+            return staged.painted
+        return read_painted(self.painted_path(entry), shape)
 
     def set_state(self, entry: ImageEntry, state: str, **extra: object) -> None:
         """Change an entry's state (and fields like ``changed_fraction``) without a new label."""
@@ -571,7 +590,13 @@ class Project(ClassEdits):
         """Record the mean confidence of the entry's latest prediction (least-confident-next)."""
         self._stage(entry, {"confidence": float(confidence)})
 
-    def _stage(self, entry: ImageEntry, fields: dict, label: np.ndarray | None = None) -> None:
+    def _stage(
+        self,
+        entry: ImageEntry,
+        fields: dict,
+        label: np.ndarray | None = None,
+        painted: np.ndarray | None = None,
+    ) -> None:
         if fields.get("state", entry.state) not in STATES:
             raise ValueError(f"unknown state {fields['state']!r}")
         unknown = set(fields) - set(COLUMNS) | ({"id", "row"} & set(fields))
@@ -587,6 +612,7 @@ class Project(ClassEdits):
             staged.fields.update(fields)
             if label is not None:
                 staged.label = label
+                staged.painted = painted
         for key, value in fields.items():  # the caller's copy shows the change too
             setattr(entry, key, value)
 
@@ -618,6 +644,8 @@ class Project(ClassEdits):
                 path = self.root / self.labels_dir / f"{image_id}.png"
                 try:
                     write_label(path, staged.label, classes)
+                    if staged.painted is not None:
+                        write_painted(self.root / PAINTED_FOLDER / f"{image_id}.png", staged.painted)
                 except OSError as exc:
                     raise ProjectError(
                         f"cannot save the label ({exc.strerror}); free disk space or check permissions "
@@ -637,7 +665,7 @@ class Project(ClassEdits):
                         if current is None:
                             continue
                         if current.label is written_now.label:
-                            current.label = None  # on disk now
+                            current.label = current.painted = None  # on disk now
                         current.base_state = written_now.fields.get("state", written_now.base_state)
                         if current.label is None and current.fields == written_now.fields:
                             del self._pending[image_id]  # nothing staged since

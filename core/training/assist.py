@@ -1,4 +1,5 @@
-"""The assist loop on the image being painted: its strokes train the network at once.
+"""The assist loop on the image being painted: its strokes train at once, and the rest of the
+image is predicted from them.
 
 One API for the app, the benches and scripts::
 
@@ -10,53 +11,133 @@ One API for the app, the benches and scripts::
     assistant.review(label)        # the whole label becomes a target, as a reviewed image
 
 The painted pixels of the image being worked on are training targets from the first stroke
-(its other pixels are void for the loss), beside every reviewed image. ``predict`` uses the
-newest weights for that image; a model for the other images is adopted by the learner's
-held-out rule (``adopted``). A model that has learnt nothing predicts nothing: all void.
+(its other pixels are void for the loss), beside every reviewed image. Two learners take them:
+
+- the network (``ContinuousLearner``), which is the model the app ends with; a model for the
+  other images is adopted by its held-out rule (``adopted``);
+- a quick pixel classifier on filter features (``QuickClassifier``), which separates what a few
+  strokes show in tens of steps while the network, from random weights, needs hundreds.
+
+``predict`` blends their probabilities with the weight that predicted the last reviewed
+images best as they opened, before their first stroke (strokes are no fair test: each falls
+where the blend shown was wrong), so the network takes over as it gets better. A model that
+has learnt nothing predicts nothing: all void.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-from core.inference.predictor import Predictor
+from core.inference.predictor import Prediction, Predictor
 from core.io.labels import VOID
 from core.model.checkpoints import SegmentationModel
-from core.training.learner import Adopted, ContinuousLearner, LearnerConfig
+from core.training.learner import Adopted, ContinuousLearner, LearnerConfig, LearnerEvent
+from core.training.pixel_features import pixel_features
+from core.training.quick_classifier import QuickClassifier
 from core.training.sampling import Example
 
 # States in which the learner has nothing to do until it gets new labels.
 _STOPPED = ("idle", "resting", "paused")
+FEATURE_PIXELS = 1_000_000  # larger images get their features at a scale with this many pixels
+QUICK_STEPS = 100  # of the quick classifier after each change of the strokes (measured: bench/strokes.py)
+REVIEWED_PIXELS = 5000  # pixels of each reviewed image the quick classifier keeps
+REVIEWED_IMAGES = 50  # the newest this many reviewed images
+SCORED_PIXELS = 20000  # of each reviewed image, to weigh the two learners
+EVIDENCE_DECAY = 0.5  # per reviewed image: recent ones count more, as the network changes fastest
+WEIGHTS = np.linspace(0.0, 1.0, 11)  # the quick classifier's share of the blend
+# Before any evidence the quick classifier is trusted over a network that started from random
+# weights (by this many nats of mean log-likelihood at share 1 over share 0, decaying as evidence
+# comes); a trained checkpoint starts even.
+PRIOR_NATS = 0.5
+# After a change of the strokes, the image is predicted at once (the quick classifier and the
+# network as it is) and again after this many network steps on it.
+REFRESH_AFTER_STEPS = (2, 8, 32)  # (the quick one at once reuses the network's last prediction)
+
+
+@dataclass(frozen=True)
+class LivePrediction(LearnerEvent):
+    """The image being painted, predicted with the newest weights; ``label``: painted pixels as
+    painted at ``version`` (the count of ``paint`` calls), the rest predicted."""
+
+    image_id: str = ""
+    version: int = 0
+    label: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 class Assistant:
-    """Learns from the strokes on the image being painted and predicts the rest of it."""
+    """Learns from the strokes on the image being painted and predicts the rest of it.
+
+    Not thread-safe: one thread calls it (the app's learner thread, which takes the strokes
+    from a queue between steps)."""
 
     def __init__(
-        self, model: SegmentationModel, config: LearnerConfig | None = None, *, device: str = "cpu"
+        self,
+        model: SegmentationModel | None = None,
+        config: LearnerConfig | None = None,
+        *,
+        device: str = "cpu",
+        learner: ContinuousLearner | None = None,
+        in_use: SegmentationModel | None = None,
+        quick: bool = True,
     ) -> None:
-        config = dataclasses.replace(config or LearnerConfig(), device=device)
-        self.learner = ContinuousLearner(model, config)
-        self.device = device
-        self.adopted: SegmentationModel | None = model if model.info.trained else None
+        if learner is None:
+            config = dataclasses.replace(config or LearnerConfig(), device=device)
+            learner = ContinuousLearner(model, config)
+            in_use = model
+        self.learner = learner
+        self.device = str(learner.device)
+        self.adopted: SegmentationModel | None = (
+            in_use if in_use is not None and in_use.info.trained else None
+        )
+        self.use_quick = quick
         self._run = self.learner.run()
         self._predictor: Predictor | None = None  # made once; its weights refreshed per predict
         self._image_id: str | None = None
         self._image: np.ndarray | None = None
         self.painted: np.ndarray | None = None
+        self.version = 0
+        self._features: torch.Tensor | None = None  # (h, w, F) of the image, maybe scaled down
+        self._quick: QuickClassifier | None = None
+        self._quick_stale = False
+        self._reviewed: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._evidence = PRIOR_NATS * WEIGHTS if self.adopted is None else np.zeros(len(WEIGHTS))
+        self._shown: tuple[torch.Tensor | None, Prediction | None] = (None, None)
+        self._first_shown: tuple[torch.Tensor | None, Prediction | None] | None = None  # at start
+        self._since_paint = 0  # network steps since the strokes last changed
+        self._rng = np.random.default_rng(learner.config.seed)
 
     @property
     def has_learnt(self) -> bool:
-        """Whether the weights are worth showing: a trained checkpoint, or any step taken."""
+        """Whether the network's weights are worth showing: a trained checkpoint, or any step."""
         return self.adopted is not None or self.learner.steps > 0
 
+    @property
+    def image_id(self) -> str | None:
+        return self._image_id
+
+    @property
+    def quick_share(self) -> float:
+        """The quick classifier's share of the blend now (1 while the network has learnt nothing)."""
+        if not self.has_learnt:
+            return 1.0
+        if self._quick is None or not self._quick.fitted:
+            return 0.0
+        return float(WEIGHTS[int(np.argmax(self._evidence))])
+
+    # --- the image being painted ----------------------------------------------------------
     def start(self, image_id: str, image: np.ndarray, painted: np.ndarray | None = None) -> None:
         """Work on ``image`` next; ``painted``: strokes it already has (a reopened image)."""
         self._image_id, self._image = image_id, image
         self.painted = np.full(image.shape[:2], VOID, np.uint8)
+        self._features = self._features_of(image) if self.use_quick else None
+        self._shown, self._first_shown = (None, None), None
         if painted is not None:
             self.paint(painted)
 
@@ -68,44 +149,201 @@ class Assistant:
         if painted.shape != self.painted.shape:
             raise ValueError(f"{self._image_id}: painted {painted.shape}, image {self.painted.shape}")
         self.painted = painted.astype(np.uint8, copy=True)
+        self.version += 1
+        self._since_paint = 0
+        self._quick_stale = True
         if (self.painted != VOID).any():
             self.learner.add(Example(self._image_id, self._image, self.painted), live=True)
+        else:  # every stroke undone
+            self.learner.remove(self._image_id)
+
+    def review(self, label: np.ndarray, *, wrong: np.ndarray | None = None) -> None:
+        """The image is done: ``label`` (the whole of it) trains as a reviewed image from now on
+        (``wrong``: where the prediction it started from differed, sampled more often)."""
+        if self._image is None:
+            raise RuntimeError("start an image before reviewing it")
+        if self._first_shown is not None:  # how each predicted the image before its first stroke
+            self._weigh(self._first_shown, label)
+        self.add_reviewed(self._image_id, self._image, label, wrong=wrong, features=self._features)
+        self._image_id = self._image = self.painted = self._features = None
+        self._shown = (None, None)
+
+    def add_reviewed(
+        self, image_id: str, image: np.ndarray, label: np.ndarray, *, wrong: np.ndarray | None = None,
+        features: torch.Tensor | None = None, quick: bool = True,
+    ) -> None:  # fmt: skip
+        """A reviewed image (not the one being painted) trains from now on; ``quick`` False:
+        the network only (an old review, when the quick classifier has the newest ones)."""
+        self.learner.add(Example(image_id, image, label, wrong))
+        if not self.use_quick or not quick:
+            return
+        features = self._features_of(image) if features is None else features
+        known = _scaled(label, features.shape[:2]).ravel()
+        where = np.flatnonzero(known != VOID)
+        if where.size:
+            take = torch.from_numpy(self._rng.choice(where, min(REVIEWED_PIXELS, where.size), replace=False))
+            flat = features.reshape(-1, features.shape[-1])
+            self._reviewed = [*self._reviewed, (flat[take], torch.from_numpy(known[take.numpy()]).long())]
+            self._reviewed = self._reviewed[-REVIEWED_IMAGES:]
+            self._quick_stale = True
+
+    # --- learning ---------------------------------------------------------------------------
+    def events(self) -> Generator[LearnerEvent, None, None]:
+        """The learner's events, with a ``LivePrediction`` of the image being painted at once
+        after each change of its strokes and again after ``REFRESH_AFTER_STEPS`` network steps."""
+        while True:
+            if self._quick_stale and self._image is not None and (self.painted != VOID).any():
+                # The image on screen first: its quick prediction before the network's next step.
+                self._fit_quick()
+                yield self._live(fresh=False)  # at once: the network's last prediction is reused
+            event = next(self._run)
+            if isinstance(event, Adopted):
+                self.adopted = event.model
+            yield event
+            if event.state == "training":
+                self._since_paint += 1
+                if self._image is not None and self._since_paint in REFRESH_AFTER_STEPS:
+                    yield self._live(fresh=True)
 
     def learn(self, seconds: float) -> int:
-        """Train for ``seconds`` of wall time, or until there is nothing to learn; the steps taken."""
+        """Train for ``seconds`` of wall time, or until there is nothing to learn (the quick
+        classifier's steps first, counted in the time); the network steps taken."""
         before = self.learner.steps
         deadline = time.perf_counter() + seconds
+        if seconds > 0 and self._quick_stale and self._image is not None:
+            self._fit_quick()
         while time.perf_counter() < deadline:
             event = next(self._run)
             if isinstance(event, Adopted):
                 self.adopted = event.model
+            if event.state == "training":
+                self._since_paint += 1
             if event.state in _STOPPED:
                 break
         return self.learner.steps - before
 
-    def predict(self) -> np.ndarray:
-        """The image's label: painted pixels as painted, the others from the newest weights (all
-        void while nothing has been learnt)."""
+    def _fit_quick(self) -> None:
+        self._quick_stale = False
+        if self._features is None:
+            return
+        painted = _scaled(self.painted, self._features.shape[:2]).ravel()
+        where = torch.from_numpy(np.flatnonzero(painted != VOID))
+        xs = [self._features.reshape(-1, self._features.shape[-1])[where], *(x for x, _ in self._reviewed)]
+        ys = [torch.from_numpy(painted[where.numpy()]).long(), *(y for _, y in self._reviewed)]
+        x, y = torch.cat(xs), torch.cat(ys)
+        if x.shape[0] == 0:
+            return
+        classes = self.learner.model.info.num_classes
+        if self._quick is None or self._quick.net[0].in_features != x.shape[1]:
+            self._quick = QuickClassifier(x.shape[1], classes, seed=self.learner.config.seed)
+        self._quick.fit(x, y, QUICK_STEPS)
+
+    def _live(self, fresh: bool) -> LivePrediction:
+        return LivePrediction(
+            self.learner.steps, 0, "live", state="live", step=self.learner.steps,
+            image_id=self._image_id, version=self.version, label=self.predict(fresh=fresh),
+        )  # fmt: skip
+
+    # --- predicting ---------------------------------------------------------------------------
+    def predict(self, *, fresh: bool = True) -> np.ndarray:
+        """The image's label: painted pixels as painted, the others from the blend of the quick
+        classifier and the newest network weights (all void while nothing has been learnt).
+        ``fresh`` False: the network's last prediction of the image, if there is one, instead of
+        a new one (it costs seconds on a large image; the quick classifier is always new)."""
         if self._image is None:
             raise RuntimeError("start an image before predicting it")
-        if not self.has_learnt:
+        quick = self._quick_probabilities()
+        net = self._shown[1] if not fresh and self._shown[1] is not None else None
+        if net is None and self.has_learnt:
+            net = self._network()
+        self._shown = (quick, net)
+        if self._first_shown is None:
+            self._first_shown = self._shown
+        if quick is None and net is None:
             return self.painted.copy()
+        share = self.quick_share if quick is not None else 0.0
+        if net is None or share >= 1.0:
+            label = quick.argmax(-1).to(torch.uint8).numpy()
+        elif share <= 0.0:
+            label = net.label
+        else:
+            blend = share * quick + (1 - share) * _network_probabilities(net, quick.shape[-1])
+            label = blend.argmax(-1).to(torch.uint8).numpy()
+        return np.where(self.painted != VOID, self.painted, label)
+
+    def _quick_probabilities(self) -> torch.Tensor | None:
+        """(H, W, classes) probabilities of the quick classifier, at the image's size."""
+        if self._quick is None or not self._quick.fitted or self._features is None:
+            return None
+        h, w, f = self._features.shape
+        probs = self._quick.probabilities(self._features.reshape(-1, f)).reshape(h, w, -1)
+        height, width = self._image.shape[:2]
+        if (h, w) != (height, width):
+            probs = F.interpolate(probs.permute(2, 0, 1)[None], (height, width), mode="bilinear")
+            probs = probs[0].permute(1, 2, 0)
+        return probs
+
+    def _network(self) -> Prediction:
         source = self.adopted.module if self.learner.steps == 0 else self.learner.net
         if self._predictor is None:
             info = dataclasses.replace(self.learner.model.info, trained=True)
             self._predictor = Predictor(SegmentationModel(source, info), device=self.device, precision="fp32")
         else:  # the newest weights into the predictor's own copy, not a new copy per stroke
             self._predictor.model.module.load_state_dict(source.state_dict())
-        label = self._predictor.predict(self._image).label
-        return np.where(self.painted != VOID, self.painted, label)
+        return self._predictor.predict(self._image)
 
-    def review(self, label: np.ndarray) -> None:
-        """The image is done: ``label`` (the whole of it) trains as a reviewed image from now on."""
-        if self._image is None:
-            raise RuntimeError("start an image before reviewing it")
-        self.learner.add(Example(self._image_id, self._image, label))
-        self._image_id = self._image = self.painted = None
+    def _weigh(self, shown: tuple, label: np.ndarray) -> None:
+        """Score each blend weight by how the ``shown`` predictions (quick, network) fit the
+        reviewed ``label``."""
+        quick, net = shown
+        if quick is None or net is None:
+            return
+        where = np.flatnonzero(label.ravel() != VOID)
+        if where.size > SCORED_PIXELS:
+            where = self._rng.choice(where, SCORED_PIXELS, replace=False)
+        if where.size == 0:
+            return
+        truth = torch.from_numpy(label.ravel()[where].astype(np.int64))
+        classes = quick.shape[-1]
+        truth = truth.clamp(max=classes - 1)
+        take = torch.from_numpy(where)
+        p_quick = quick.reshape(-1, classes)[take].gather(1, truth[:, None])[:, 0]
+        p_net = _network_probabilities(net, classes, take).gather(1, truth[:, None])[:, 0]
+        shares = torch.from_numpy(WEIGHTS).float()[:, None]
+        blended = (shares * p_quick + (1 - shares) * p_net).clamp(min=1e-4)
+        self._evidence = EVIDENCE_DECAY * self._evidence + blended.log().mean(1).numpy()
+
+    @staticmethod
+    def _features_of(image: np.ndarray) -> torch.Tensor:
+        h, w = image.shape[:2]
+        if h * w > FEATURE_PIXELS:
+            factor = (FEATURE_PIXELS / (h * w)) ** 0.5
+            size = (max(1, round(h * factor)), max(1, round(w * factor)))
+            x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+            image = F.interpolate(x, size, mode="area")[0].permute(1, 2, 0).round().byte().numpy()
+        return pixel_features(image)
 
     def close(self) -> None:
         """Stop the learner (it keeps what it learnt in its history, if it has one)."""
         self._run.close()
+
+
+def _scaled(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``label`` at ``size`` (nearest pixel)."""
+    if label.shape == size:
+        return label
+    rows = (np.arange(size[0]) * label.shape[0] // size[0])[:, None]
+    cols = (np.arange(size[1]) * label.shape[1] // size[1])[None, :]
+    return label[rows, cols]
+
+
+def _network_probabilities(net: Prediction, classes: int, take: torch.Tensor | None = None) -> torch.Tensor:
+    """(H, W, classes), or (N, classes) at flat indices ``take``: the predicted class has the
+    network's confidence, the others share the rest (exact with two classes)."""
+    label = torch.from_numpy(net.label).long()
+    confidence = torch.from_numpy(net.confidence).float()
+    if take is not None:
+        label, confidence = label.ravel()[take], confidence.ravel()[take]
+    rest = ((1 - confidence) / max(1, classes - 1))[..., None]
+    probs = rest.expand(*label.shape, classes).clone()
+    return probs.scatter_(-1, label[..., None].clamp(max=classes - 1), confidence[..., None])

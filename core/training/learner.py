@@ -66,14 +66,13 @@ class LearnerConfig:
     wrong_share: float = 0.5
     all_orientations: bool = False
     eval_every_s: float = 8.0  # seconds of training between scores, or more (SCORING_EVERY)
-    budget_s: float = 15.0  # fewer than three reviewed: adopt after this much training
+    budget_steps: int | None = None  # fewer than three reviewed: adopt after this many steps
     holdout_every: int = 5
     min_gain: float = 0.002
-    # This long training and scoring (waits and pauses do not count) without an adoption or a
-    # new review, and a score since: rest. Measured with bench/session.py (two seeds each):
-    # resting after 20 s costs 12.6 / 13.2 % effort with 21-22 s of training per image, after
-    # 30 s 12.4 / 13.0 % with 31-32 s, after 60 s 12.9 / 12.8 % with 62-68 s (it was 240 s).
-    rest_after_s: float = 20.0
+    # This many steps without an adoption or a new review (or strokes), and a score since:
+    # rest. Both rules count steps, not seconds, so that a slower CPU gets the same training
+    # before them (in seconds, the issue's busy EPYC got 8 steps before its first adoption).
+    rest_after_steps: int | None = None
     memory_budget_mb: float | None = None  # reviewed images held in RAM; None: a quarter of it
     scale: float | None = None  # input scale; None: the model's, or chosen from the labels if untrained
     # Decay of the weight average that is scored and adopted (0: the latest weights). Measured
@@ -84,21 +83,29 @@ class LearnerConfig:
 
 @dataclass(frozen=True)
 class Recipe:
-    """Crop side, batch size and learning rate that train a network best per CPU-second."""
+    """Crop side, batch size and learning rate that train a network best per CPU-second, and
+    the steps before the first adoption and before a rest."""
 
     crop: int
     batch_size: int
     lr: float
+    budget_steps: int
+    rest_after_steps: int
 
 
 # Measured with bench/session.py (README, "Learning while you annotate"): the VGG16 FCNs want
 # large crops to fill their stride-8 maps; the U-Net learns edges from many small crops.
-RECIPES = {UNET: Recipe(crop=96, batch_size=8, lr=1e-3)}
-FCN_RECIPE = Recipe(crop=256, batch_size=4, lr=3e-4)
+# The steps are the seconds measured there on the Xeon (a first adoption after 15 s of
+# training, a rest after 20 s: 12.6 / 13.2 % effort with 21-22 s of training per image, against
+# 12.4 / 13.0 % after 30 s and 12.9 / 12.8 % after 60 s) at its step rates: U-Net 8.7 steps/s,
+# FCN-8s 1.8 (3650 and 739 steps in 7 x 60 s).
+RECIPES = {UNET: Recipe(crop=96, batch_size=8, lr=1e-3, budget_steps=130, rest_after_steps=175)}
+FCN_RECIPE = Recipe(crop=256, batch_size=4, lr=3e-4, budget_steps=26, rest_after_steps=35)
 
 
 def recipe_for(config: LearnerConfig, variant: str) -> LearnerConfig:
-    """``config`` with the unset crop, batch size and learning rate taken from ``variant``'s recipe."""
+    """``config`` with its unset fields (crop, batch size, learning rate, step rules) taken
+    from ``variant``'s recipe."""
     recipe = dataclasses.asdict(RECIPES.get(variant, FCN_RECIPE))
     return dataclasses.replace(config, **{k: v for k, v in recipe.items() if getattr(config, k) is None})
 
@@ -201,6 +208,7 @@ class ContinuousLearner:
         state = state or {}
         self._heldout: set[str] = set(state.get("heldout", []))
         self._seen: set[str] = set(state.get("seen", [])) | self._heldout  # every id that ever arrived
+        self._live: set[str] = set()  # images being painted: their strokes are their labels
         self.steps = int(state.get("steps", 0))
         self.train_seconds = 0.0
         self.scoring_seconds = 0.0  # spent scoring held-out images
@@ -218,6 +226,10 @@ class ContinuousLearner:
         image being painted, its strokes as the label; it trains at once and is never held out
         (it takes its place in the held-out split when it is added again, reviewed)."""
         with self._lock:
+            if live:
+                self._live.add(example.id)
+            else:
+                self._live.discard(example.id)
             if not live and example.id not in self._seen:
                 if len(self._seen) % self.config.holdout_every == 2:
                     self._heldout.add(example.id)
@@ -247,6 +259,12 @@ class ContinuousLearner:
             items = self._examples.values()
         train = [e for e in items if e.id not in self._heldout and e.has_labels]
         return train, [e for e in items if e.id in self._heldout and e.has_labels]
+
+    def _has_reviewed(self, train: list[Example]) -> bool:
+        """Whether a reviewed image is trained on: strokes alone never make a model for the
+        other images (they make the live prediction of the one being painted)."""
+        with self._lock:
+            return any(e.id not in self._live for e in train)
 
     def state(self) -> dict:
         """What ``LearningHistory.save_latest`` keeps to resume with the same held-out split."""
@@ -328,9 +346,11 @@ class ContinuousLearner:
     def run(self) -> Generator[LearnerEvent, None, None]:
         """Train until closed; yields a ``LearnerEvent`` per step or state change."""
         c = self.config
-        # The learner's own seconds (training and scoring), so that waiting for a prediction
-        # the user wants, or a pause, never counts towards a rest.
-        since_adoption = since_eval = since_progress = 0.0
+        # Steps since the last adoption and since the last progress (an adoption, a review or
+        # strokes); seconds of training since the last score. Waiting for a prediction the
+        # user wants, or a pause, never counts.
+        since_adoption = since_progress = 0
+        since_eval = 0.0
         # Whether the held-out images were scored since the last review or adoption: with
         # scoring spaced out on large held-out images (SCORING_EVERY), the rest could come
         # before the training since the last review was ever checked.
@@ -341,11 +361,11 @@ class ContinuousLearner:
                 train, heldout = self._split()
                 if self._new_data:
                     self._new_data = False
-                    since_progress, scored = 0.0, False
+                    since_progress, scored = 0, False
                 waiting = (
                     "paused" if self.paused
                     else "idle" if not train
-                    else "resting" if since_progress > c.rest_after_s and (scored or not heldout)
+                    else "resting" if since_progress > c.rest_after_steps and (scored or not heldout)
                     else "waiting" if self.yield_to()
                     else None
                 )  # fmt: skip
@@ -356,9 +376,10 @@ class ContinuousLearner:
                     self._wake.clear()
                     yield self._event(waiting, train, heldout)
                     continue
-                if self._scale_pending:
+                # Strokes tell nothing of the objects' size: the scale waits for a reviewed image.
+                if self._scale_pending and (reviewed := [e.label for e in train if e.id not in self._live]):
                     self._scale_pending = False
-                    scale = object_scale([e.label for e in train], self.net.output_stride)
+                    scale = object_scale(reviewed, self.net.output_stride)
                     self.model.info.scale = self.sampler.zoom = scale
                 started = time.perf_counter()
                 images, masks = self.sampler.batch(train, c.batch_size)
@@ -369,9 +390,9 @@ class ContinuousLearner:
                     self.average.update_parameters(self.net)
                 spent = time.perf_counter() - started
                 self.train_seconds += spent
-                since_adoption += spent
+                since_adoption += 1
                 since_eval += spent
-                since_progress += spent
+                since_progress += 1
                 yield self._event("training", train, heldout, loss=loss)
                 adopted = None
                 if heldout and since_eval >= max(c.eval_every_s, self._last_scoring * SCORING_EVERY):
@@ -381,14 +402,13 @@ class ContinuousLearner:
                     self.score = self._score(self.scored, heldout, self.model.info.scale)
                     self._last_scoring = time.perf_counter() - scoring
                     self.scoring_seconds += self._last_scoring
-                    since_progress += self._last_scoring
                     scored = True
                     if self.score > before + c.min_gain or np.isnan(before):
-                        since_adoption = since_progress = 0.0
+                        since_adoption = since_progress = 0
                         scored = False
                         adopted = self._adopt(train, heldout, before, self.score)
-                elif not heldout and since_adoption >= c.budget_s:
-                    since_adoption = 0.0
+                elif not heldout and since_adoption >= c.budget_steps and self._has_reviewed(train):
+                    since_adoption = 0
                     adopted = self._adopt(train, heldout, None, None)
                 if adopted is not None:
                     yield adopted

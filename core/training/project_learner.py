@@ -2,10 +2,11 @@
 
 ``learn`` is the generator a caller runs on a worker thread (the app's learning controller
 does): it builds a ``ContinuousLearner`` from the project's learning history (the latest
-weights and held-out split, or a kept model to roll back to) or from the model in use, and
-between the learner's steps applies the reviews queued in a ``ReviewFeed`` from any thread,
-reading each reviewed image and the prediction the user corrected there on the learner's own
-thread.
+weights and held-out split, or a kept model to roll back to) or from the model in use, wraps
+it in the ``Assistant`` (the strokes on the image being painted train at once, and that image
+is predicted again after each change), and between the learner's steps applies the reviews
+and strokes queued in a ``ReviewFeed`` from any thread, reading each reviewed image and the
+prediction the user corrected there on the learner's own thread.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from core.io.images import read_image
 from core.model.checkpoints import SegmentationModel, load_checkpoint
 from core.model.networks import replace_classifier
 from core.store.project import Project
+from core.training.assist import Assistant
 from core.training.history import LearningHistory
 from core.training.learner import ContinuousLearner, LearnerConfig, LearnerEvent
 from core.training.review_feed import ReviewFeed
@@ -71,6 +73,9 @@ def build_learner(
     )
 
 
+QUICK_AT_START = 10  # the newest reviewed images the quick classifier starts with
+
+
 def learn(
     project: Project,
     in_use: SegmentationModel,
@@ -82,20 +87,36 @@ def learn(
 ) -> Generator[LearnerEvent, None, None]:
     """Build the project's learner (``started`` gets it before its first step), give it the
     project's reviewed images, and run it until closed, applying ``feed`` between steps; yields
-    its events."""
+    its events, ``LivePrediction`` s of the image being painted among them."""
     learner = build_learner(project, in_use, config, restart_from=restart_from)
     if started is not None:
         started(learner)
-    reviewed = [("add", image_id, None) for image_id in project.ids(("reviewed",))]
-    run = learner.run()
+    assistant = Assistant(learner=learner, in_use=in_use)
+    ids = project.ids(("reviewed",))
+    changes = [("add", image_id, None) for image_id in ids]
+    quick_from = len(ids) - QUICK_AT_START  # older reviews train the network only
+    events = assistant.events()
     try:
         while True:
-            changes, reviewed = reviewed + feed.take(), []
-            for kind, image_id, label in changes:
+            changes += feed.take()
+            for kind, image_id, payload in changes:
                 if kind == "remove":
                     learner.remove(image_id)
-                elif (example := reviewed_example(project, image_id, label)) is not None:
-                    learner.add(example)
-            yield next(run)
+                elif kind == "live":
+                    image, painted = payload
+                    if assistant.image_id != image_id:
+                        assistant.start(image_id, image)
+                    assistant.paint(painted)
+                elif (example := reviewed_example(project, image_id, payload)) is not None:
+                    if assistant.image_id == image_id:
+                        assistant.review(example.label, wrong=example.wrong)
+                    else:
+                        assistant.add_reviewed(
+                            image_id, example.image, example.label, wrong=example.wrong, quick=quick_from <= 0
+                        )
+                quick_from -= kind == "add"
+            changes = []
+            yield next(events)
     finally:
-        run.close()
+        events.close()
+        assistant.close()

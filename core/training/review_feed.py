@@ -7,11 +7,12 @@ import threading
 
 import numpy as np
 
-Change = tuple[str, str, "np.ndarray | None"]  # ("add" | "remove", image id, label or None)
+# ("add", id, label or None) | ("remove", id, None) | ("live", id, (image, painted))
+Change = tuple[str, str, object]
 
 
 class ReviewFeed:
-    """A thread-safe queue of reviews and un-reviews, in the order they happened."""
+    """A thread-safe queue of reviews, un-reviews and strokes, in the order they happened."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -27,10 +28,19 @@ class ReviewFeed:
         with self._lock:
             self._changes.append(("remove", image_id, None))
 
-    def reset(self, image_ids: list[str] = ()) -> None:
-        """Forget what is queued, then queue ``image_ids`` as reviewed (a learner starting)."""
+    def live(self, image_id: str, image: np.ndarray, painted: np.ndarray) -> None:
+        """The strokes on the image being painted (``painted``: their classes, void elsewhere);
+        only the newest of an image stays queued."""
         with self._lock:
-            self._changes = [("add", i, None) for i in image_ids]
+            self._changes = [c for c in self._changes if not (c[0] == "live" and c[1] == image_id)]
+            self._changes.append(("live", image_id, (image, painted)))
+
+    def reset(self, image_ids: list[str] = (), *, keep_live: bool = False) -> None:
+        """Forget what is queued (but strokes, with ``keep_live``), then queue ``image_ids`` as
+        reviewed (a learner starting)."""
+        with self._lock:
+            live = [c for c in self._changes if c[0] == "live"] if keep_live else []
+            self._changes = [*live, *(("add", i, None) for i in image_ids)]
 
     def take(self) -> list[Change]:
         """Everything queued so far, which leaves the queue."""

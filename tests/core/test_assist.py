@@ -14,7 +14,7 @@ from core.model.checkpoints import ModelInfo, new_model
 from core.training.assist import Assistant
 from core.training.learner import LearnerConfig
 
-CONFIG = LearnerConfig(device="cpu", precision="fp32", crop=32, batch_size=2, rest_after_s=float("inf"))
+CONFIG = LearnerConfig(device="cpu", precision="fp32", crop=32, batch_size=2, rest_after_steps=10**9)
 
 
 def squares(*placed: tuple[int, int, int, int], size: int = 40, fill: int = 0) -> np.ndarray:
@@ -154,3 +154,44 @@ def tiles_of_nuclei(data_dir):
     truth = (np.asarray(Image.open(data_dir / "nuclei/nuclei_instances.tif")) > 0).astype(np.uint8)
     return [(image[y : y + 64, x : x + 64], truth[y : y + 64, x : x + 64]) for y, x in
             [(0, 0), (0, 64), (64, 0), (64, 64)]]  # fmt: skip
+
+
+def test_the_quick_classifier_fills_in_the_image_before_the_network_has_taken_a_step(tile):
+    image, truth = tile
+    torch.manual_seed(0)
+    model = new_model(ModelInfo(variant="unet", classes=classes_from_names(["background", "nucleus"])))
+    assistant = Assistant(model, CONFIG)
+    assistant.start("tile", image)
+    painted = painted_strokes(truth)
+    assistant.paint(painted)
+    assistant.learn(1e-9)  # the quick classifier's steps, then no time for the network's
+    assert assistant.learner.steps == 0 and assistant.quick_share == 1.0
+    label = assistant.predict()
+    network_only = Assistant(model, CONFIG, quick=False)
+    network_only.start("tile", image)
+    network_only.paint(painted)
+    network_only.learn(1e-9)
+    unfilled = network_only.predict()
+    assistant.close()
+    network_only.close()
+    assert (unfilled[painted == VOID] == VOID).all()  # nothing learnt: nothing shown
+    assert not (label == VOID).any()
+    np.testing.assert_array_equal(label[painted != VOID], painted[painted != VOID])
+    assert np.mean(label == truth) > 0.8  # 24 painted pixels of 4,096
+
+
+def test_pixel_features_see_intensity_edges_and_blobs_at_every_scale():
+    from core.training.pixel_features import SIGMAS, feature_count, pixel_features
+
+    flat = pixel_features(np.full((40, 50, 3), 100, np.uint8)).float()
+    assert flat.shape == (40, 50, feature_count(3)) == (40, 50, 72)
+    intensity = [i * 4 * 3 for i in range(len(SIGMAS))]  # the first channel's smoothed intensity
+    assert torch.allclose(flat[..., intensity], torch.tensor(100 / 255), atol=1e-3)
+    others = [f for f in range(72) if (f // 3) % 4]  # edges and Hessian: nothing on a flat image
+    assert flat[..., others].abs().max() < 1e-3
+    step = np.zeros((40, 50), np.uint8)
+    step[:, 25:] = 200
+    edges = pixel_features(step).float()[..., 1]  # grey: one channel; sigma 0.5's gradient
+    assert edges[20].argmax() in (24, 25) and edges[20, 5] < 1e-3
+    tiny = pixel_features(np.zeros((1, 3, 3), np.uint8))
+    assert tiny.shape == (1, 3, 72) and torch.isfinite(tiny.float()).all()

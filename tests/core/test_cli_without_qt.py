@@ -25,4 +25,3 @@ def test_the_command_line_runs_without_loading_qt():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-

@@ -49,10 +49,10 @@ def constant_model(base: SegmentationModel, cls: int) -> SegmentationModel:
 
 
 def small_config(**kw) -> LearnerConfig:
-    """A learner that trains on small crops and never rests on its own: a rule counted in
-    seconds must not decide a test on a slow CPU (the tests about resting set it themselves)."""
+    """A learner that trains on small crops and never rests on its own (the tests about resting
+    set it themselves)."""
     base = dict(crop=64, batch_size=2, device="cpu", precision="fp32", frozen=("fc6", "fc7"),
-                eval_every_s=0.0, budget_s=0.0, rest_after_s=float("inf"))  # fmt: skip
+                eval_every_s=0.0, budget_steps=0, rest_after_steps=10**9)  # fmt: skip
     return LearnerConfig(**{**base, **kw})
 
 
@@ -61,7 +61,7 @@ def examples(tiles, n: int) -> list[Example]:
 
 
 def test_a_review_joins_and_leaves_training_without_a_restart(base_model, tiles):
-    learner = ContinuousLearner(base_model, small_config(budget_s=1e9))
+    learner = ContinuousLearner(base_model, small_config(budget_steps=10**9))
     run = learner.run()
     assert next(run).state == "idle"
     first, second = examples(tiles, 2)
@@ -132,7 +132,9 @@ def test_it_rests_without_improvement_keeps_what_it_learnt_and_a_new_review_wake
     base_model, tiles, tmp_path
 ):
     history = LearningHistory(tmp_path / "learning")
-    learner = ContinuousLearner(base_model, small_config(budget_s=1e9, rest_after_s=0.5), history=history)
+    learner = ContinuousLearner(
+        base_model, small_config(budget_steps=10**9, rest_after_steps=3), history=history
+    )
     first, second = examples(tiles, 2)
     learner.add(first)
     run = learner.run()
@@ -154,7 +156,7 @@ def test_it_never_rests_before_scoring_what_it_trained_since_the_last_review(bas
     background, nucleus = constant_model(base_model, 0), constant_model(base_model, 1)
     # Scores come only every 0.5 s of training; the rest is due at once. lr 0: the model in use
     # keeps winning, so nothing is adopted and only a score can let it rest.
-    config = small_config(lr=0.0, eval_every_s=0.5, budget_s=1e9, rest_after_s=0.0)
+    config = small_config(lr=0.0, eval_every_s=0.5, budget_steps=10**9, rest_after_steps=0)
     learner = ContinuousLearner(nucleus, config, in_use=background)
     for e in examples(tiles, 3):
         learner.add(e)
@@ -170,7 +172,7 @@ def test_it_never_rests_before_scoring_what_it_trained_since_the_last_review(bas
 
 
 def test_with_fewer_than_three_reviews_it_adopts_after_each_budget(base_model, tiles):
-    learner = ContinuousLearner(base_model, small_config(budget_s=0.0))
+    learner = ContinuousLearner(base_model, small_config(budget_steps=0))
     learner.add(examples(tiles, 1)[0])
     run = learner.run()
     events = [next(run) for _ in range(4)]
@@ -323,7 +325,7 @@ def test_fcn4s_learns_21_classes_from_scratch_without_diverging(data_dir):
     model = new_model(ModelInfo(variant="fcn4s", classes=classes_from_names(names)))
     image = read_image(data_dir / "nuclei/nuclei.tif")[:256]
     label = (np.asarray(Image.open(data_dir / "nuclei/nuclei_instances.tif"))[:256] > 0).astype(np.uint8) * 15
-    learner = ContinuousLearner(model, small_config(crop=128, batch_size=2, budget_s=1e9))
+    learner = ContinuousLearner(model, small_config(crop=128, batch_size=2, budget_steps=10**9))
     learner.add(Example("cells", image, label))
     run = learner.run()
     steps = (event for event in run if event.state == "training")
@@ -338,7 +340,7 @@ def test_the_unet_learns_small_nuclei_at_their_own_scale_with_its_recipe(tiles):
     torch.manual_seed(0)
     assert object_scale([label for _, label in tiles]) == 2.0
     model = new_model(ModelInfo(variant="unet", classes=CLASSES))
-    learner = ContinuousLearner(model, small_config(crop=None, batch_size=None, lr=None, budget_s=1e9))
+    learner = ContinuousLearner(model, small_config(crop=None, batch_size=None, lr=None, budget_steps=10**9))
     assert (learner.config.crop, learner.config.batch_size, learner.config.lr) == (96, 8, 1e-3)
     for e in examples(tiles, 2):
         learner.add(e)
@@ -377,7 +379,7 @@ def test_reviews_past_the_memory_budget_are_mapped_from_files_gone_when_it_stops
     history.cache_folder.mkdir(parents=True)
     (history.cache_folder / "000000-image.npy").write_bytes(b"left by a learner that crashed")
     tile = 64 * 64 * 4  # image and label
-    config = small_config(budget_s=1e9, memory_budget_mb=1.5 * tile / 2**20)
+    config = small_config(budget_steps=10**9, memory_budget_mb=1.5 * tile / 2**20)
     learner = ContinuousLearner(base_model, config, history=history)
     assert not any(history.cache_folder.iterdir())
     for e in examples(tiles, 4):  # the third is held out
@@ -468,7 +470,7 @@ def test_the_ram_budget_follows_a_containers_memory_limit(tmp_path):
 
 def test_waiting_for_a_prediction_or_a_pause_never_counts_towards_a_rest(tiles):
     model = new_model(ModelInfo(variant="unet", classes=CLASSES))  # steps of a few ms: waits dominate
-    learner = ContinuousLearner(model, small_config(budget_s=1e9, rest_after_s=1.5))
+    learner = ContinuousLearner(model, small_config(budget_steps=10**9, rest_after_steps=3))
     learner.add(examples(tiles, 1)[0])
     waiting = True
     learner.yield_to = lambda: waiting

@@ -87,6 +87,28 @@ def test_autosave_writes_only_what_changed(image_folder):
         assert project.counts() == {"new": 1, "predicted": 0, "edited": 2, "reviewed": 0}
 
 
+def test_the_pixels_the_user_painted_survive_save_and_reopen(image_folder):
+    painted = np.zeros((48, 64), bool)
+    painted[5:9, 10:30] = True
+    label = np.where(painted, 15, 0).astype(np.uint8)
+    with Project.open_path(image_folder) as project:
+        a, b = project.images[0], project.images[1]
+        assert project.load_painted(a, (48, 64)) is None  # never recorded
+        project.set_label(a, label, "edited", painted=painted)
+        np.testing.assert_array_equal(project.load_painted(a, (48, 64)), painted)  # staged
+        with pytest.raises(ValueError, match="painted mask"):
+            project.set_label(b, np.zeros((40, 40), np.uint8), "edited", painted=painted)
+        project.flush()
+        assert project.painted_path(a).stat().st_size < 1000
+    with Project.open_path(image_folder) as project:
+        a = project.images[0]
+        np.testing.assert_array_equal(project.load_painted(a, (48, 64)), painted)
+        assert project.load_painted(a, (40, 40)) is None  # not this image's size: not its mask
+        project.painted_path(a).write_bytes(b"\x89PNG damaged")
+        assert project.load_painted(a, (48, 64)) is None  # the app then keeps every labelled pixel
+        np.testing.assert_array_equal(project.load_label(a), label)
+
+
 def test_bad_labels_are_refused(image_folder):
     with Project.open_path(image_folder) as project:
         a = project.images[0]

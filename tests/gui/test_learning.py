@@ -39,7 +39,7 @@ def test_reviews_train_in_the_background_and_better_models_are_used(make_window,
     window = make_window(tmp_path / "cells", learn=True)
     learning, session, panel = window.learning, window.session, window.learning_panel
     learning.config = LearnerConfig(
-        crop=64, batch_size=2, device="cpu", frozen=(), budget_s=0.3, eval_every_s=0.3,
+        crop=64, batch_size=2, device="cpu", frozen=(), budget_steps=2, eval_every_s=0.3,
         memory_budget_mb=0,  # every reviewed image mapped from a file, as past a quarter of RAM
     )  # fmt: skip
     wait_idle(qtbot, window)
@@ -82,9 +82,10 @@ def test_reviews_train_in_the_background_and_better_models_are_used(make_window,
     events = []
     learning.event.connect(events.append)
     window.act["reviewed"].trigger()
-    qtbot.waitUntil(lambda: any(e.train_images == 2 for e in events), timeout=60000)
+    # cell0 and cell2 reviewed, and cell1's edit: what the user paints trains as strokes
+    qtbot.waitUntil(lambda: any(e.train_images == 3 for e in events), timeout=60000)
     assert learning._thread is thread
-    assert len(list(cache.glob("*-label.npy"))) == 2
+    assert len(list(cache.glob("*-label.npy"))) == 3
 
     panel.pause.click()
     qtbot.waitUntil(lambda: bool(events) and events[-1].state == "paused", timeout=30000)

@@ -72,7 +72,7 @@ def test_brush_paints_and_undo_redo_restore_exact_pixels(make_window, photo_fold
     window.act["redo"].trigger()
     np.testing.assert_array_equal(doc.label, painted)
     cmd = doc.undo_stack.command(0)
-    assert cmd.before.size < doc.label.size / 4  # the step holds the changed box, not the image
+    assert cmd.before[0].size < doc.label.size / 4  # the step holds the changed box, not the image
 
 
 def test_flood_fill_polygon_picker_and_eraser(make_window, photo_folder, qtbot):

@@ -1,0 +1,64 @@
+"""A pixel classifier that learns from a few strokes in a fraction of a second.
+
+A network learning from random weights needs hundreds of steps before its guesses help; a
+small perceptron on per-pixel filter features (``core.training.pixel_features``) separates
+what a few strokes show within tens of steps, as ilastik's random forest does. The assistant
+shows it while the network learns and blends the two by how well each predicted the user's
+newest strokes (``core.training.assist``). Measured with ``bench/strokes.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+HIDDEN = 32
+BATCH = 4096  # pixels per step
+LR = 1e-2
+
+
+class QuickClassifier:
+    """A one-hidden-layer perceptron over standardized pixel features, trained warm: each
+    ``fit`` goes on from the weights of the last."""
+
+    def __init__(self, features: int, classes: int, *, seed: int = 0) -> None:
+        self.classes = classes
+        self._generator = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.net = torch.nn.Sequential(
+                torch.nn.Linear(features, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, classes)
+            )
+        self.opt = torch.optim.Adam(self.net.parameters(), LR, weight_decay=1e-4)
+        self.mean = torch.zeros(features)
+        self.std = torch.ones(features)
+        self.fitted = False
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
+        """``steps`` Adam steps on pixels ``x`` (N, F) with classes ``y`` (N,), each class
+        weighted by its rarity (a stroke of a small class counts as much as one of a large);
+        returns the last loss."""
+        x = x.float()
+        self.mean, self.std = x.mean(0), x.std(0, unbiased=False) + 1e-6
+        x = (x - self.mean) / self.std
+        counts = torch.bincount(y, minlength=self.classes).float()
+        weight = torch.where(counts > 0, counts.sum() / counts.clamp(min=1), 0.0)
+        weight = weight / weight[counts > 0].mean()
+        loss = torch.tensor(float("nan"))
+        for _ in range(steps):
+            take = torch.randint(0, x.shape[0], (min(BATCH, x.shape[0]),), generator=self._generator)
+            loss = F.cross_entropy(self.net(x[take]), y[take], weight=weight)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+        self.fitted = True
+        return float(loss.detach())
+
+    def probabilities(self, x: torch.Tensor, chunk: int = 1 << 18) -> torch.Tensor:
+        """Class probabilities (N, classes) of pixels ``x`` (N, F)."""
+        out = torch.empty((x.shape[0], self.classes))
+        with torch.inference_mode():
+            for start in range(0, x.shape[0], chunk):
+                part = (x[start : start + chunk].float() - self.mean) / self.std
+                out[start : start + chunk] = torch.softmax(self.net(part), dim=1)
+        return out
