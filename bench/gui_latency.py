@@ -257,6 +257,8 @@ def live_strokes(app: QApplication, tmp: Path, strokes: int = 12, pause_s: float
     wait_for(app, lambda: window.session.models.predictor is not None)
     window.open_paths([folder])
     wait_for(app, lambda: window.session.doc is not None)
+    runner = window.session.runner  # the learner's modules are imported a second after the image shows
+    wait_for(app, lambda: "core.training.project_learner" in sys.modules and "preload" not in runner.names())
     doc, canvas = window.session.doc, window.canvas
     canvas.fit()
     window.select_tool("brush")

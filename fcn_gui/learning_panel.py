@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -47,8 +48,11 @@ class LearningPanel(QWidget):
         self.pause = QPushButton("Pause")
         self.pause.setCheckable(True)
         self.pause.setEnabled(False)
-        self.status = QLabel("Mark corrected images reviewed (R): learning starts by itself.")
+        self.status = QLabel("Paint a few strokes or mark an image reviewed (R): learning starts by itself.")
         self.status.setWordWrap(True)
+        # Its text changes with every step: it wraps to the dock, never widens or narrows it
+        # (a dock that resized moved the canvas under the brush).
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.improved = QLabel("")
         self.improved.setWordWrap(True)
         self.improved.setStyleSheet("QLabel { color: #2e7d32; font-weight: bold; }")

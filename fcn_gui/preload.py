@@ -17,7 +17,7 @@ import importlib
 
 from PySide6.QtCore import QObject, QTimer
 
-MODULES = ("scipy.ndimage", "core.training.learner")
+MODULES = ("scipy.ndimage", "core.training.learner", "core.training.project_learner")
 IDLE_MS = 1000  # this long with a model loaded and nothing to predict, then the preload
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,6 +58,7 @@ WEIGHTS = np.linspace(0.0, 1.0, 11)  # the quick classifier's share of the blend
 PRIOR_NATS = 0.5
 # After a change of the strokes, the image is predicted at once (the quick classifier and the
 # network as it is) and again after this many network steps on it.
+LIVE_TILE = 512  # tiles of the network's refresh: a point to stop at every few tenths of a second
 REFRESH_AFTER_STEPS = (2, 8, 32)  # (the quick one at once reuses the network's last prediction)
 
 
@@ -86,6 +87,7 @@ class Assistant:
         learner: ContinuousLearner | None = None,
         in_use: SegmentationModel | None = None,
         quick: bool = True,
+        interrupted: Callable[[], bool] = lambda: False,
     ) -> None:
         if learner is None:
             config = dataclasses.replace(config or LearnerConfig(), device=device)
@@ -97,6 +99,9 @@ class Assistant:
             in_use if in_use is not None and in_use.info.trained else None
         )
         self.use_quick = quick
+        # New strokes are waiting: a refresh of the image with the network (seconds on a large
+        # image) stops between tiles, as its result would be out of date at once.
+        self.interrupted = interrupted
         self._run = self.learner.run()
         self._predictor: Predictor | None = None  # made once; its weights refreshed per predict
         self._image_id: str | None = None
@@ -202,8 +207,9 @@ class Assistant:
             yield event
             if event.state == "training":
                 self._since_paint += 1
-                if self._image is not None and self._since_paint in REFRESH_AFTER_STEPS:
-                    yield self._live(fresh=True)
+                refresh = self._since_paint in REFRESH_AFTER_STEPS and not self.interrupted()
+                if self._image is not None and refresh and (live := self._live(fresh=True)) is not None:
+                    yield live
 
     def learn(self, seconds: float) -> int:
         """Train for ``seconds`` of wall time, or until there is nothing to learn (the quick
@@ -238,24 +244,31 @@ class Assistant:
             self._quick = QuickClassifier(x.shape[1], classes, seed=self.learner.config.seed)
         self._quick.fit(x, y, QUICK_STEPS)
 
-    def _live(self, fresh: bool) -> LivePrediction:
+    def _live(self, fresh: bool) -> LivePrediction | None:
+        """The image predicted for the window; ``None`` when new strokes interrupted it."""
+        label = self.predict(fresh=fresh, interruptible=fresh)
+        if label is None:
+            return None
         return LivePrediction(
             self.learner.steps, 0, "live", state="live", step=self.learner.steps,
-            image_id=self._image_id, version=self.version, label=self.predict(fresh=fresh),
+            image_id=self._image_id, version=self.version, label=label,
         )  # fmt: skip
 
     # --- predicting ---------------------------------------------------------------------------
-    def predict(self, *, fresh: bool = True) -> np.ndarray:
+    def predict(self, *, fresh: bool = True, interruptible: bool = False) -> np.ndarray | None:
         """The image's label: painted pixels as painted, the others from the blend of the quick
         classifier and the newest network weights (all void while nothing has been learnt).
         ``fresh`` False: the network's last prediction of the image, if there is one, instead of
-        a new one (it costs seconds on a large image; the quick classifier is always new)."""
+        a new one (it costs seconds on a large image; the quick classifier is always new).
+        ``interruptible``: ``None`` if ``interrupted()`` came true between network tiles."""
         if self._image is None:
             raise RuntimeError("start an image before predicting it")
-        quick = self._quick_probabilities()
         net = self._shown[1] if not fresh and self._shown[1] is not None else None
         if net is None and self.has_learnt:
-            net = self._network()
+            net = self._network(interruptible)
+            if net is None:
+                return None
+        quick = self._quick_probabilities()
         self._shown = (quick, net)
         if self._first_shown is None:
             self._first_shown = self._shown
@@ -283,14 +296,24 @@ class Assistant:
             probs = probs[0].permute(1, 2, 0)
         return probs
 
-    def _network(self) -> Prediction:
+    def _network(self, interruptible: bool = False) -> Prediction | None:
         source = self.adopted.module if self.learner.steps == 0 else self.learner.net
         if self._predictor is None:
             info = dataclasses.replace(self.learner.model.info, trained=True)
-            self._predictor = Predictor(SegmentationModel(source, info), device=self.device, precision="fp32")
+            self._predictor = Predictor(
+                SegmentationModel(source, info), device=self.device, precision="fp32", tile=LIVE_TILE
+            )
         else:  # the newest weights into the predictor's own copy, not a new copy per stroke
             self._predictor.model.module.load_state_dict(source.state_dict())
-        return self._predictor.predict(self._image)
+        run = self._predictor.iter_predict(self._image)
+        try:
+            while True:
+                next(run)
+                if interruptible and self.interrupted():
+                    run.close()
+                    return None
+        except StopIteration as done:
+            return done.value
 
     def _weigh(self, shown: tuple, label: np.ndarray) -> None:
         """Score each blend weight by how the ``shown`` predictions (quick, network) fit the

@@ -91,7 +91,7 @@ def learn(
     learner = build_learner(project, in_use, config, restart_from=restart_from)
     if started is not None:
         started(learner)
-    assistant = Assistant(learner=learner, in_use=in_use)
+    assistant = Assistant(learner=learner, in_use=in_use, interrupted=feed.has_live)
     ids = project.ids(("reviewed",))
     changes = [("add", image_id, None) for image_id in ids]
     quick_from = len(ids) - QUICK_AT_START  # older reviews train the network only

@@ -54,11 +54,16 @@ class QuickClassifier:
         self.fitted = True
         return float(loss.detach())
 
-    def probabilities(self, x: torch.Tensor, chunk: int = 1 << 18) -> torch.Tensor:
-        """Class probabilities (N, classes) of pixels ``x`` (N, F)."""
-        out = torch.empty((x.shape[0], self.classes))
+    def probabilities(self, x: torch.Tensor, chunk: int = 1 << 16) -> torch.Tensor:
+        """Class probabilities (N, classes) of pixels ``x`` (N, F), in chunks that stay in the
+        CPU's cache, with the standardization folded into the first layer (elementwise passes
+        over a whole photo's features took longer than the layers themselves)."""
+        first, last = self.net[0], self.net[2]
         with torch.inference_mode():
+            weight = first.weight / self.std
+            bias = first.bias - weight @ self.mean
+            out = torch.empty((x.shape[0], self.classes))
             for start in range(0, x.shape[0], chunk):
-                part = (x[start : start + chunk].float() - self.mean) / self.std
-                out[start : start + chunk] = torch.softmax(self.net(part), dim=1)
+                hidden = torch.addmm(bias, x[start : start + chunk].float(), weight.t()).relu_()
+                out[start : start + chunk] = torch.softmax(torch.addmm(last.bias, hidden, last.weight.t()), dim=1)
         return out

@@ -35,6 +35,10 @@ class ReviewFeed:
             self._changes = [c for c in self._changes if not (c[0] == "live" and c[1] == image_id)]
             self._changes.append(("live", image_id, (image, painted)))
 
+    def has_live(self) -> bool:
+        """Whether strokes are queued (cheap: called between tiles of a prediction)."""
+        return any(c[0] == "live" for c in self._changes)
+
     def reset(self, image_ids: list[str] = (), *, keep_live: bool = False) -> None:
         """Forget what is queued (but strokes, with ``keep_live``), then queue ``image_ids`` as
         reviewed (a learner starting)."""
