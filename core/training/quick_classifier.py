@@ -65,5 +65,6 @@ class QuickClassifier:
             out = torch.empty((x.shape[0], self.classes))
             for start in range(0, x.shape[0], chunk):
                 hidden = torch.addmm(bias, x[start : start + chunk].float(), weight.t()).relu_()
-                out[start : start + chunk] = torch.softmax(torch.addmm(last.bias, hidden, last.weight.t()), dim=1)
+                logits = torch.addmm(last.bias, hidden, last.weight.t())
+                out[start : start + chunk] = torch.softmax(logits, dim=1)
         return out
