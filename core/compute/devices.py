@@ -76,13 +76,17 @@ def cpu_bf16_is_faster() -> bool:
     bf16 instructions: no, bf16 would be emulated. Otherwise (AVX512-BF16 only, ARM, or a
     torch without these queries) a 3x3 convolution is timed both ways: yes at 1.5x or more.
     """
+    return bf16_decision(*_bf16_features(), _bf16_convolution_speed_up)
+
+
+def _bf16_features() -> tuple[bool | None, bool | None, str]:
+    """AMX, AVX512-BF16 (``None``: this torch cannot tell) and the machine's architecture."""
     amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
     avx512_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    return bf16_decision(
+    return (
         amx() if amx is not None else None,
         avx512_bf16() if avx512_bf16 is not None else None,
         platform.machine(),
-        _bf16_convolution_speed_up,
     )
 
 
@@ -92,15 +96,7 @@ def cpu_bf16_trains_faster() -> bool:
     per process, as ``cpu_bf16_is_faster`` but timing a training step (forward and backward):
     on an EPYC with AVX512-BF16 and no AMX the U-Net's step took 0.24 s in bf16 against 0.45 s
     in fp32 where inference alone gained too little to switch."""
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    avx512_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    return bf16_decision(
-        amx() if amx is not None else None,
-        avx512_bf16() if avx512_bf16 is not None else None,
-        platform.machine(),
-        _bf16_training_speed_up,
-        threshold=TRAINING_SPEED_UP,
-    )
+    return bf16_decision(*_bf16_features(), _bf16_training_speed_up, threshold=TRAINING_SPEED_UP)
 
 
 # bf16 steps learn as much as fp32 ones (docs/benchmarks.md: the same validation mIoU after 120

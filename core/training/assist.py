@@ -46,7 +46,7 @@ from core.training.sampling import Example
 # States in which the learner has nothing to do until it gets new labels.
 _STOPPED = ("idle", "resting", "paused")
 FEATURE_PIXELS = 1_000_000  # larger images get their features at a scale with this many pixels
-QUICK_STEPS = 100  # of the quick classifier after each change of the strokes (measured: bench/strokes.py)
+QUICK_STEPS = 150  # of the quick classifier after each change of the strokes (measured: bench/strokes.py)
 REVIEWED_PIXELS = 5000  # pixels of each reviewed image the quick classifier keeps
 REVIEWED_IMAGES = 50  # the newest this many reviewed images
 SCORED_PIXELS = 20000  # of each reviewed image, to weigh the two learners
@@ -55,7 +55,7 @@ WEIGHTS = np.linspace(0.0, 1.0, 11)  # the quick classifier's share of the blend
 # Before any evidence the quick classifier is trusted over a network that started from random
 # weights (by this many nats of mean log-likelihood at share 1 over share 0, decaying as evidence
 # comes); a trained checkpoint starts even.
-PRIOR_NATS = 0.5
+PRIOR_NATS = 2.0
 # After a change of the strokes, the image is predicted at once (the quick classifier and the
 # network as it is) and again after this many network steps on it.
 LIVE_TILE = 512  # tiles of the network's refresh: a point to stop at every few tenths of a second

@@ -112,14 +112,20 @@ def test_an_untrained_model_shows_nothing_and_strokes_train_before_any_review(ti
     assert all(torch.equal(before[k], v) for k, v in model.module.state_dict().items())  # the caller's own
 
 
-def test_painted_pixels_never_change_even_where_the_network_disagrees(tile):
-    image, truth = tile
+def painting(image: np.ndarray, truth: np.ndarray, **kw) -> tuple[Assistant, np.ndarray]:
+    """An assistant of a U-Net from random weights, started on ``image`` with a few strokes."""
     torch.manual_seed(0)
     model = new_model(ModelInfo(variant="unet", classes=classes_from_names(["background", "nucleus"])))
-    assistant = Assistant(model, CONFIG)
+    assistant = Assistant(model, CONFIG, **kw)
     assistant.start("tile", image)
     painted = painted_strokes(truth)
     assistant.paint(painted)
+    return assistant, painted
+
+
+def test_painted_pixels_never_change_even_where_the_network_disagrees(tile):
+    image, truth = tile
+    assistant, painted = painting(image, truth)
     while assistant.learner.steps < 3:
         assistant.learn(0.2)
     contrary = np.where(painted == VOID, VOID, 1 - painted).astype(np.uint8)  # every stroke flipped
@@ -158,18 +164,11 @@ def tiles_of_nuclei(data_dir):
 
 def test_the_quick_classifier_fills_in_the_image_before_the_network_has_taken_a_step(tile):
     image, truth = tile
-    torch.manual_seed(0)
-    model = new_model(ModelInfo(variant="unet", classes=classes_from_names(["background", "nucleus"])))
-    assistant = Assistant(model, CONFIG)
-    assistant.start("tile", image)
-    painted = painted_strokes(truth)
-    assistant.paint(painted)
+    assistant, painted = painting(image, truth)
     assistant.learn(1e-9)  # the quick classifier's steps, then no time for the network's
     assert assistant.learner.steps == 0 and assistant.quick_share == 1.0
     label = assistant.predict()
-    network_only = Assistant(model, CONFIG, quick=False)
-    network_only.start("tile", image)
-    network_only.paint(painted)
+    network_only, _ = painting(image, truth, quick=False)
     network_only.learn(1e-9)
     unfilled = network_only.predict()
     assistant.close()
