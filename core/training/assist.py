@@ -242,7 +242,7 @@ class Assistant:
         classes = self.learner.model.info.num_classes
         if self._quick is None or self._quick.net[0].in_features != x.shape[1]:
             self._quick = QuickClassifier(x.shape[1], classes, seed=self.learner.config.seed)
-        self._quick.fit(x, y, QUICK_STEPS)
+        self._quick.fit(x, y, QUICK_STEPS, focus=int(where.numel()))
 
     def _live(self, fresh: bool) -> LivePrediction | None:
         """The image predicted for the window; ``None`` when new strokes interrupted it."""

@@ -194,3 +194,27 @@ def test_pixel_features_see_intensity_edges_and_blobs_at_every_scale():
     assert edges[20].argmax() in (24, 25) and edges[20, 5] < 1e-3
     tiny = pixel_features(np.zeros((1, 3, 3), np.uint8))
     assert tiny.shape == (1, 3, 72) and torch.isfinite(tiny.float()).all()
+
+
+def test_a_trained_fcn_predicts_at_once_and_learns_from_strokes_as_itself(tile):
+    """From a checkpoint (an FCN marked trained that says background everywhere): the image is
+    predicted before any stroke, by the network alone until a review shows the quick classifier
+    predicts better; its strokes train the FCN itself, and stay as painted."""
+    image, truth = tile
+    torch.manual_seed(0)
+    info = ModelInfo(variant="fcn32s", classes=classes_from_names(["background", "nucleus"]), trained=True)
+    model = new_model(info)
+    with torch.no_grad():
+        model.module.score.bias.copy_(torch.tensor([10.0, 0.0]))
+    assistant = Assistant(model, LearnerConfig(device="cpu", precision="fp32", crop=64, batch_size=2))
+    assistant.start("tile", image)
+    assert (assistant.predict() == 0).all() and assistant.quick_share == 0.0
+    painted = painted_strokes(truth)
+    assistant.paint(painted)
+    while assistant.learner.steps < 2:
+        assistant.learn(0.2)
+    label = assistant.predict()
+    assistant.close()
+    np.testing.assert_array_equal(label[painted != VOID], painted[painted != VOID])
+    assert not (label == VOID).any()
+    assert not torch.equal(assistant.learner.net.score.bias.detach(), model.module.score.bias)  # it learnt
