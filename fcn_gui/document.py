@@ -110,7 +110,9 @@ class LabelDocument(QObject):
         if label.shape != self.label.shape:
             return
         free = ~self.painted
-        if np.array_equal(self.label[free], label[free]):
+        changed = self.label != label
+        changed &= free  # in place: no gathered copies of the whole label (this is the GUI thread)
+        if not changed.any():
             return
         np.copyto(self.label, label, where=free)
         np.take(self._lut, self.label, out=self._overlay_px)

@@ -65,10 +65,9 @@ REFRESH_AFTER_STEPS = (2, 8, 32)  # (the quick one at once reuses the network's 
 @dataclass(frozen=True)
 class LivePrediction(LearnerEvent):
     """The image being painted, predicted with the newest weights; ``label``: painted pixels as
-    painted at ``version`` (the count of ``paint`` calls), the rest predicted."""
+    painted, the rest predicted."""
 
     image_id: str = ""
-    version: int = 0
     label: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
@@ -107,7 +106,6 @@ class Assistant:
         self._image_id: str | None = None
         self._image: np.ndarray | None = None
         self.painted: np.ndarray | None = None
-        self.version = 0
         self._features: torch.Tensor | None = None  # (h, w, F) of the image, maybe scaled down
         self._quick: QuickClassifier | None = None
         self._quick_stale = False
@@ -154,7 +152,6 @@ class Assistant:
         if painted.shape != self.painted.shape:
             raise ValueError(f"{self._image_id}: painted {painted.shape}, image {self.painted.shape}")
         self.painted = painted.astype(np.uint8, copy=True)
-        self.version += 1
         self._since_paint = 0
         self._quick_stale = True
         if (self.painted != VOID).any():
@@ -251,7 +248,7 @@ class Assistant:
             return None
         return LivePrediction(
             self.learner.steps, 0, "live", state="live", step=self.learner.steps,
-            image_id=self._image_id, version=self.version, label=label,
+            image_id=self._image_id, label=label,
         )  # fmt: skip
 
     # --- predicting ---------------------------------------------------------------------------
