@@ -95,12 +95,14 @@ class Recipe:
 
 # Measured with bench/session.py (README, "Learning while you annotate"): the VGG16 FCNs want
 # large crops to fill their stride-8 maps; the U-Net learns edges from many small crops.
-# The steps are the seconds measured there on the Xeon (a first adoption after 15 s of
-# training, a rest after 20 s: 12.6 / 13.2 % effort with 21-22 s of training per image, against
-# 12.4 / 13.0 % after 30 s and 12.9 / 12.8 % after 60 s) at its step rates: U-Net 8.7 steps/s,
-# FCN-8s 1.8 (3650 and 739 steps in 7 x 60 s).
-RECIPES = {UNET: Recipe(crop=96, batch_size=8, lr=1e-3, budget_steps=130, rest_after_steps=175)}
-FCN_RECIPE = Recipe(crop=256, batch_size=4, lr=3e-4, budget_steps=26, rest_after_steps=35)
+# Rest: the 20 s measured there on the Xeon (12.6 / 13.2 % effort with 21-22 s of training per
+# image, against 12.4 / 13.0 % after 30 s and 12.9 / 12.8 % after 60 s) at its step rates,
+# U-Net 8.7 steps/s, FCN-8s 1.8 (3650 and 739 steps in 7 x 60 s). First adoption: the Xeon's
+# 15 s would be 130 U-Net steps, which on a 2-core EPYC (2 steps/s) left images 2 and 3 with no
+# model (bench/session.py --precision fp32 --budget 20: 37.5 % effort on images 2..8); 30 steps
+# gave 13.8 % there (13.2 % with the 15 s rule); the FCNs' in the same proportion.
+RECIPES = {UNET: Recipe(crop=96, batch_size=8, lr=1e-3, budget_steps=30, rest_after_steps=175)}
+FCN_RECIPE = Recipe(crop=256, batch_size=4, lr=3e-4, budget_steps=6, rest_after_steps=35)
 
 
 def recipe_for(config: LearnerConfig, variant: str) -> LearnerConfig:
