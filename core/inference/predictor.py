@@ -26,7 +26,7 @@ from core.compute.devices import (
     is_out_of_memory,
     prepare_device,
 )
-from core.inference.blending import BLEND_DTYPE, TileBlender
+from core.inference.blending import BLEND_DTYPE, RowSink, TileBlender
 from core.inference.tiling import TileGrid, blend_window, make_grid
 from core.model.checkpoints import SegmentationModel, copy_model
 from core.model.networks import forward_scaled
@@ -132,6 +132,16 @@ class Predictor:
                 tile = fits[0] if fits else TILE_CHOICES[-1]
         return make_grid(height, width, tile, self.overlap)
 
+    def plan_rows(self, height: int, width: int) -> TileGrid:
+        """The tile grid for an image streamed band by band (``iter_predict_rows``): neither the
+        image nor its outputs are held, so only a tile and the rows bands share count."""
+        tile = self.tile
+        if tile is None:
+            budget = device_memory_budget(self.device)
+            fits = [t for t in TILE_CHOICES if self._cost(min(t, height), min(t, width), 0, width) <= budget]
+            tile = fits[0] if fits else TILE_CHOICES[-1]
+        return make_grid(height, width, tile, self.overlap)
+
     def _cost(self, tile_h: int, tile_w: int, height: int, width: int) -> int:
         """Bytes for one tile's forward pass and, when they share the memory, the image (3 bytes
         per pixel), the outputs (3) and the blending buffers."""
@@ -199,13 +209,51 @@ class Predictor:
             f"out of memory even with {side} px tiles on the CPU; close other programs or use a smaller image"
         )
 
-    def _run_grid(self, image: np.ndarray, grid: TileGrid) -> Generator[Progress, None, Prediction]:
+    def iter_predict_rows(
+        self, source, sink: RowSink, *, start_row: int = 0, tile: int | None = None
+    ) -> Generator[Progress, None, TileGrid]:
+        """Predict a lazily read ``source`` (a ``core.io.slides.Slide``, or any ``HxWx3 uint8``
+        array) band by band: ``sink(y, label_rows, confidence_rows)`` gets each band's final rows.
+
+        Tiles are read from the source as they are needed and nothing of the image's size is
+        held. ``start_row`` resumes: bands before it are skipped (the one above is run again for
+        the rows it shares, so the labels equal an uninterrupted run's, bit for bit). ``tile``
+        fixes the tile side (a resumed run keeps its first grid). Returns the grid used.
+        """
+        height, width = source.shape[:2]
+        given = start_row
+
+        def counted(y: int, label: np.ndarray, confidence: np.ndarray) -> None:
+            nonlocal given
+            sink(y, label, confidence)
+            given = max(given, y + len(label))
+
+        while True:
+            grid = make_grid(height, width, tile, self.overlap) if tile else self.plan_rows(height, width)
+            bands = list(grid.bands())
+            pending = [i for i, (_y, _rows, next_y) in enumerate(bands) if next_y > given]
+            if not pending:
+                return grid
+            try:
+                yield from self._run_grid(source, grid, sink=counted, start_band=max(0, pending[0] - 1))
+                return grid
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                message = self._shrink_after_oom(grid)
+                tile = None
+                self.warnings.append(message)
+                yield Progress(0, len(grid), message)
+
+    def _run_grid(
+        self, image, grid: TileGrid, sink: RowSink | None = None, start_band: int = 0
+    ) -> Generator[Progress, None, Prediction]:
         window_cpu = torch.from_numpy(blend_window(grid.tile_h, grid.tile_w))
         window = window_cpu.to(self.device)
-        blender = TileBlender(grid, self.model.info.num_classes, window_cpu)
+        blender = TileBlender(grid, self.model.info.num_classes, window_cpu, sink=sink, start_band=start_band)
         batch = self._batch_for(grid)
-        done, total = 0, len(grid)
-        for y, _rows_final, _next_y in grid.bands():
+        done, total = start_band * len(grid.xs), len(grid)
+        for y, _rows_final, _next_y in list(grid.bands())[start_band:]:
             for start in range(0, len(grid.xs), batch):
                 xs = grid.xs[start : start + batch]
                 for probs in self._forward(image, y, xs, grid, window).cpu():
@@ -215,7 +263,7 @@ class Predictor:
         return Prediction(blender.label, blender.confidence)
 
     def _forward(
-        self, image: np.ndarray, y: int, xs: tuple[int, ...], grid: TileGrid, window: torch.Tensor
+        self, image, y: int, xs: tuple[int, ...], grid: TileGrid, window: torch.Tensor
     ) -> torch.Tensor:
         """Softmax probabilities of a batch of tiles, already scaled by the blending window."""
         tiles = np.stack([image[y : y + grid.tile_h, x : x + grid.tile_w] for x in xs])

@@ -1,7 +1,9 @@
 """Batch segmentation of many images: decode ahead, predict, write behind, resume, shard.
 
 Decoding (a reader thread) and PNG/JPEG encoding (a writer thread) overlap with the network,
-whose own work releases the GIL, so the model never waits for the disk.
+whose own work releases the GIL, so the model never waits for the disk. Whole-slide images
+and other tiled TIFFs are never decoded whole: they are predicted tile by tile into a tiled
+pyramidal label TIFF (``core.inference.slide_segment``).
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from core.base.errors import FcnGuiError
 from core.base.progress import Progress, relay
 from core.compute.distributed import distributed_rank, shard
 from core.inference.predictor import Prediction, Predictor
+from core.inference.slide_segment import segment_slide, slide_outputs
 from core.io.files import InputImage, collect_images, output_folder
 from core.io.images import DEFAULT_MAX_PIXELS, read_image
 from core.io.labels import LabelClass, colorize, write_label
+from core.io.slides import SLIDE_SUFFIXES, Slide, is_slide, open_slide
 
 PREFETCH = 3
 
@@ -49,6 +53,7 @@ class SegmentReport:
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -56,7 +61,8 @@ class SegmentReport:
 
     def summary(self) -> str:
         text = f"{len(self.written)} segmented, {len(self.skipped)} already done, {len(self.failed)} failed"
-        return text + "".join(f"\n  {p}: {reason}" for p, reason in self.failed)
+        text += "".join(f"\n  {p}: {reason}" for p, reason in self.failed)
+        return text + "".join(f"\n  note: {note}" for note in self.notes)
 
 
 def output_paths(out_dir: Path, item: InputImage) -> dict[str, Path]:
@@ -67,6 +73,15 @@ def output_paths(out_dir: Path, item: InputImage) -> dict[str, Path]:
         "overlay": base.with_name(base.name + "_overlay.jpg"),
         "confidence": base.with_name(base.name + "_confidence.png"),
     }
+
+
+def _done(out_dir: Path, item: InputImage) -> bool:
+    """The image's label exists: a PNG, or for a slide its label TIFF."""
+    if output_paths(out_dir, item)["label"].exists():
+        return True
+    if item.path.suffix.lower() not in SLIDE_SUFFIXES:
+        return False
+    return slide_outputs(out_dir / item.relative)["label"].exists()
 
 
 def options_from_env(out_dir: Path, **kwargs) -> SegmentOptions:
@@ -85,12 +100,12 @@ def segment_paths(
     last, so an interrupted run leaves no partial file and resumes where it stopped.
     """
     output_folder(options.out_dir)
-    items, rejected = collect_images(inputs, recursive=options.recursive)
+    items, rejected = collect_images(inputs, recursive=options.recursive, extra_suffixes=SLIDE_SUFFIXES)
     items = shard(items, options.rank, options.world_size)
     report = SegmentReport(failed=list(rejected) if options.rank == 0 else [])
     todo = []
     for item in items:
-        if not options.overwrite and output_paths(options.out_dir, item)["label"].exists():
+        if not options.overwrite and _done(options.out_dir, item):
             report.skipped.append(item.path)
         else:
             todo.append(item)
@@ -103,6 +118,11 @@ def segment_paths(
         for done, (item, loaded) in enumerate(_read_ahead(reader, todo, options.max_pixels), start=1):
             try:
                 image = loaded.result()
+                if isinstance(image, Slide):
+                    with image:
+                        yield from _segment_slide(predictor, image, item, (done - 1, total), options, report)
+                    yield Progress(done, total, item.path.name)
+                    continue
                 # A tiled image reports per tile; stopping there cancels between its tiles.
                 prediction = yield from relay(predictor.iter_predict(image), _tiles_of(item, done - 1, total))
             except FcnGuiError as exc:
@@ -120,6 +140,34 @@ def segment_paths(
         reader.shutdown(wait=True, cancel_futures=True)
         writer.shutdown(wait=True, cancel_futures=True)
     return report
+
+
+def _segment_slide(
+    predictor: Predictor,
+    slide: Slide,
+    item: InputImage,
+    position: tuple[int, int],
+    options: SegmentOptions,
+    report: SegmentReport,
+) -> Generator[Progress, None, None]:
+    """A slide, tile by tile into its label TIFF; an interrupted run resumes from the tiles written."""
+    base = options.out_dir / item.relative
+    try:
+        written = yield from relay(
+            segment_slide(predictor, slide, base, confidence=options.confidence), _tiles_of(item, *position)
+        )
+    except OSError as exc:
+        raise FcnGuiError(
+            f"cannot write the label of {item.path.name} ({exc.strerror or exc}); free disk space or "
+            "choose another --out (the tiles written so far are kept and the next run resumes)",
+            exc.filename or item.path,
+        ) from exc
+    report.written.append(written)
+    if options.overlay:
+        report.notes.append(
+            f"{item.path.name}: no overlay JPEG for a whole-slide image; open its label TIFF over the "
+            "slide in QuPath or a GIS"
+        )
 
 
 def _tiles_of(item: InputImage, done: int, total: int):
@@ -142,15 +190,22 @@ def _read_ahead(
     queue: deque[tuple[InputImage, Future]] = deque()
     it = iter(items)
     for item in it:
-        queue.append((item, pool.submit(read_image, item.path, max_pixels=max_pixels)))
+        queue.append((item, pool.submit(_load, item.path, max_pixels)))
         if len(queue) >= PREFETCH:
             break
     while queue:
         head = queue.popleft()
         nxt = next(it, None)
         if nxt is not None:
-            queue.append((nxt, pool.submit(read_image, nxt.path, max_pixels=max_pixels)))
+            queue.append((nxt, pool.submit(_load, nxt.path, max_pixels)))
         yield head
+
+
+def _load(path: Path, max_pixels: int) -> np.ndarray | Slide:
+    """A slide opened lazily (no pixel limit: it is never held), any other image decoded."""
+    if path.suffix.lower() in SLIDE_SUFFIXES and is_slide(path):
+        return open_slide(path)
+    return read_image(path, max_pixels=max_pixels)
 
 
 def _collect(entry: tuple[InputImage, Future], report: SegmentReport) -> None:

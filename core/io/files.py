@@ -42,9 +42,11 @@ class InputImage:
 
 
 def collect_images(
-    inputs: list[str | Path], *, recursive: bool = False
+    inputs: list[str | Path], *, recursive: bool = False, extra_suffixes: frozenset[str] = frozenset()
 ) -> tuple[list[InputImage], list[tuple[Path, str]]]:
     """Expand files and folders into images; return them and the ``(path, reason)`` rejected.
+
+    ``extra_suffixes`` adds file types to take from folders (slide formats, for ``segment``).
 
     A folder contributes its image files (and its subfolders' with ``recursive``), keeping
     their path relative to the folder; a file given directly keeps only its stem. Two
@@ -59,7 +61,7 @@ def collect_images(
             for f in files:
                 if f.name.startswith("."):
                     continue
-                if is_image_path(f):
+                if is_image_path(f) or f.suffix.lower() in extra_suffixes:
                     found.append(InputImage(f, f.relative_to(path).with_suffix("")))
                 elif f.parent == path:
                     rejected.append((f, "not an image file (by its suffix); skipped"))

@@ -7,6 +7,7 @@ and ``.pth`` imports go through ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -282,3 +283,18 @@ def _describe_state(state: dict[str, torch.Tensor]) -> str:
     if "net.classifier.4.weight" in state:
         return f"an FCN-ResNet with {state['net.classifier.4.weight'].shape[0]} classes"
     return f"{len(state)} tensors of an unknown model"
+
+
+def model_fingerprint(model: SegmentationModel) -> str:
+    """A short digest of the model's metadata and weights: two models that predict alike share it.
+
+    Each tensor counts by its shape and its sum in float64 (one pass, no copy of the weights),
+    enough to tell a resumed run that its model changed.
+    """
+    source = getattr(model.module, "module", model.module)
+    digest = hashlib.sha1(model.info.to_json().encode())
+    with torch.no_grad():
+        for name, tensor in source.state_dict().items():
+            total = float(tensor.double().sum()) if tensor.is_floating_point() else float(tensor.sum())
+            digest.update(f"{name}{tuple(tensor.shape)}{total!r}".encode())
+    return digest.hexdigest()[:16]

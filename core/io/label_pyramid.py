@@ -1,0 +1,178 @@
+"""Label maps of any size written as tiled, compressed, pyramidal TIFFs, row band by row band.
+
+Rows arrive top to bottom (from a tiled prediction) and are kept in ``OUT.partial/`` as strips
+of ``STRIP`` rows, each written atomically: an interrupted run resumes after the last strip
+on disk, and memory never holds more than one strip across the map's width. ``finish``
+halves the strips into pyramid levels (nearest neighbour: a label stays a label) and writes
+``OUT`` atomically: a palette (or greyscale) BigTIFF of 512-pixel Deflate tiles with its
+reduced levels as SubIFDs, the layout QuPath, napari, OpenSlide and GDAL read as a pyramid,
+carrying the source's GeoTIFF tags when it has them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core.base.atomic import atomic_path, atomic_write_text
+
+STRIP = 512  # rows per strip: one row of TIFF tiles
+TILE = 512
+PLAN_FILE = "plan.json"
+
+
+class LabelPyramidWriter:
+    """Collects an ``height x width`` uint8 map into ``out`` (a pyramidal TIFF), resumably.
+
+    ``plan`` describes what made the rows (model, tile grid, size): strips left by a run with
+    another plan are discarded, never mixed in. ``palette`` (``256 x 3 uint8``) makes a palette
+    TIFF; ``geo`` holds TIFF tags to copy (``(code, dtype, count, value)``, e.g. GeoTIFF's).
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        height: int,
+        width: int,
+        *,
+        plan: dict,
+        palette: np.ndarray | None = None,
+        geo: list[tuple[int, int, int, object]] | None = None,
+    ) -> None:
+        self.out = Path(out)
+        self.height, self.width = height, width
+        self.palette = palette
+        self.geo = geo or []
+        self.partial = self.out.with_name(self.out.name + ".partial")
+        self._plan = {**plan, "height": height, "width": width}
+        self._open_partial()
+        self.rows_done = min(self._strips_on_disk(0) * STRIP, height)
+        self._buffer = np.empty((STRIP, width), dtype=np.uint8)
+        self._next = self.rows_done  # the first row not yet in a strip or the buffer
+
+    def _open_partial(self) -> None:
+        plan_path = self.partial / PLAN_FILE
+        try:
+            same = json.loads(plan_path.read_text()) == self._plan
+        except (OSError, ValueError):
+            same = False
+        if not same and self.partial.exists():
+            shutil.rmtree(self.partial)
+        self.partial.mkdir(parents=True, exist_ok=True)
+        if not same:
+            atomic_write_text(plan_path, json.dumps(self._plan))
+
+    def _strip_path(self, level: int, index: int) -> Path:
+        return self.partial / f"L{level}_{index:06d}.png"
+
+    def _strips_on_disk(self, level: int) -> int:
+        n = 0
+        while self._strip_path(level, n).is_file():
+            n += 1
+        return n
+
+    def add(self, y: int, rows: np.ndarray) -> None:
+        """Rows ``[y, y + len(rows))`` of the map; rows already written are skipped.
+
+        Rows must come in order: ``y`` is at most the first row not yet given.
+        """
+        if y > self._next:
+            raise ValueError(f"rows from {y} given before rows {self._next}..{y}")
+        rows = rows[self._next - y :]
+        while len(rows):
+            at = self._next % STRIP
+            take = min(STRIP - at, len(rows), self.height - self._next)
+            self._buffer[at : at + take] = rows[:take]
+            rows = rows[take:]
+            self._next += take
+            if at + take == STRIP or self._next == self.height:
+                self._write_strip(0, (self._next - 1) // STRIP, self._buffer[: at + take])
+            if self._next == self.height:
+                break
+
+    def _write_strip(self, level: int, index: int, strip: np.ndarray) -> None:
+        with atomic_path(self._strip_path(level, index)) as tmp:
+            Image.fromarray(np.ascontiguousarray(strip)).save(tmp, format="PNG", compress_level=1)
+
+    def _read_strip(self, level: int, index: int) -> np.ndarray:
+        with Image.open(self._strip_path(level, index)) as img:
+            return np.asarray(img)
+
+    @property
+    def complete(self) -> bool:
+        """All rows are on disk."""
+        return self._next >= self.height
+
+    def level_shapes(self) -> list[tuple[int, int]]:
+        """``(height, width)`` of every level: halved until it fits one tile."""
+        shapes = [(self.height, self.width)]
+        while max(shapes[-1]) > TILE:
+            h, w = shapes[-1]
+            shapes.append(((h + 1) // 2, (w + 1) // 2))
+        return shapes
+
+    def finish(self) -> Path:
+        """Build the reduced levels and write ``out`` atomically; the partial folder goes."""
+        if not self.complete:
+            raise ValueError(f"{self.out}: rows {self._next}..{self.height} were never given")
+        shapes = self.level_shapes()
+        for level in range(1, len(shapes)):
+            self._reduce(level, shapes[level])
+        import tifffile
+
+        bigtiff = self.height * self.width * 4 // 3 > 2**31
+        kind = {"photometric": "minisblack"}
+        if self.palette is not None:
+            colormap = self.palette[:256].T.astype(np.uint16) * 257
+            kind = {"photometric": "palette", "colormap": colormap}
+        extratags = [(code, dtype, count, value, True) for code, dtype, count, value in self.geo]
+        with atomic_path(self.out) as tmp, tifffile.TiffWriter(tmp, bigtiff=bigtiff) as tif:
+            for level, (h, w) in enumerate(shapes):
+                top = {"subifds": len(shapes) - 1, "extratags": extratags}
+                first = top if level == 0 else {"subfiletype": 1}
+                tif.write(
+                    self._tiles(level, h, w),
+                    shape=(h, w),
+                    dtype=np.uint8,
+                    tile=(TILE, TILE),
+                    compression="zlib",
+                    **kind,
+                    **first,
+                )
+        shutil.rmtree(self.partial, ignore_errors=True)
+        return self.out
+
+    def _reduce(self, level: int, shape: tuple[int, int]) -> None:
+        """Level ``level``'s strips from the level above: every other row and column."""
+        count = -(-shape[0] // STRIP)
+        done = self._strips_on_disk(level)
+        for index in range(done, count):
+            parts = [
+                self._read_strip(level - 1, 2 * index + k)[::2, ::2]
+                for k in range(2)
+                if self._strip_path(level - 1, 2 * index + k).is_file()
+            ]
+            self._write_strip(level, index, np.concatenate(parts))
+
+    def _tiles(self, level: int, height: int, width: int) -> Iterator[np.ndarray]:
+        for index in range(-(-height // STRIP)):
+            strip = self._read_strip(level, index)
+            for x in range(0, width, TILE):
+                tile = np.zeros((TILE, TILE), dtype=np.uint8)
+                part = strip[:, x : x + TILE]
+                tile[: part.shape[0], : part.shape[1]] = part
+                yield tile
+
+
+def read_plan(out: Path) -> dict | None:
+    """The plan a previous, unfinished run of ``out`` recorded, or ``None``."""
+    try:
+        plan = json.loads((Path(out).with_name(Path(out).name + ".partial") / PLAN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return plan if isinstance(plan, dict) else None

@@ -1,0 +1,207 @@
+"""Whole-slide images and orthophotos: lazy readers, tiled segmentation into pyramidal label TIFFs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+from core.base.progress import drain
+from core.inference.predictor import Predictor
+from core.inference.segment import SegmentOptions, segment_paths
+from core.inference.slide_segment import segment_slide
+from core.io.slides import SlideError, is_slide, open_slide
+from core.model.checkpoints import ModelInfo, new_model
+
+ROOT = Path(__file__).parents[2]
+# GeoTIFF: 0.5 m pixels, tie point in UTM 33N (EPSG:32633), as GDAL writes them.
+GEO = [
+    (33550, 12, 3, (0.5, 0.5, 0.0)),
+    (33922, 12, 6, (0.0, 0.0, 0.0, 350000.0, 5800000.0, 0.0)),
+    (34735, 3, 16, (1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32633)),
+    (34737, 2, 0, "WGS 84 / UTM zone 33N|"),
+]
+
+
+def photo(height: int, width: int) -> np.ndarray:
+    """A real photo (the astronaut) stretched to the size asked for: content, not noise."""
+    with Image.open(ROOT / "resources/samples/astronaut.png") as img:
+        return np.asarray(img.convert("RGB").resize((width, height), Image.BILINEAR))
+
+
+def tiles(array: np.ndarray, side: int):
+    for y in range(0, array.shape[0], side):
+        for x in range(0, array.shape[1], side):
+            tile = np.zeros((side, side, *array.shape[2:]), array.dtype)
+            part = array[y : y + side, x : x + side]
+            tile[: part.shape[0], : part.shape[1]] = part
+            yield tile
+
+
+def write_pyramid(path: Path, image: np.ndarray, *, levels: int = 3, compression: str = "zlib", **kw) -> None:
+    """A tiled pyramidal BigTIFF: the image and its halvings as SubIFDs (what vips and QuPath write)."""
+    rgb = {"photometric": "rgb"} if image.ndim == 3 else {"photometric": "minisblack"}
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        for level in range(levels):
+            data = image[:: 2**level, :: 2**level]
+            extra = {"subifds": levels - 1, **kw} if level == 0 else {"subfiletype": 1}
+            tif.write(
+                tiles(data, 128), shape=data.shape, dtype=data.dtype, tile=(128, 128),
+                compression=compression, **rgb, **extra,
+            )  # fmt: skip
+
+
+def pieced(slide, level: int, step: int = 97) -> np.ndarray:
+    """A level read in odd-sized regions and put back together."""
+    h, w = slide.levels[level]
+    out = np.zeros((h, w, 3), np.uint8)
+    for y in range(0, h, step):
+        for x in range(0, w, step + 20):
+            out[y : y + step, x : x + step + 20] = slide.read(level, y, x, step, step + 20)
+    return out
+
+
+@pytest.mark.parametrize("compression", ["zlib", "jpeg", "lzw"])
+def test_pyramidal_tiff_read_region_by_region_equals_the_whole_read(tmp_path, compression):
+    image = photo(600, 700)
+    path = tmp_path / "slide.tif"
+    write_pyramid(path, image, compression=compression)
+    assert is_slide(path)
+    with open_slide(path) as slide, tifffile.TiffFile(path) as tif:
+        assert slide.levels == ((600, 700), (300, 350), (150, 175))
+        for level in range(3):
+            whole = tif.series[0].levels[level].asarray()  # decoded whole, by tifffile itself
+            assert np.array_equal(pieced(slide, level), whole)
+        if compression != "jpeg":
+            assert np.array_equal(slide[123:456, 78:690], image[123:456, 78:690])
+        assert slide.thumbnail(100).shape == (75, 88, 3)  # from the smallest level, not level 0
+
+
+def test_ome_tiff_of_16_bit_is_read_region_by_region_with_one_stretch(tmp_path):
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 40, (500, 600))
+    grey = (photo(500, 600)[:, :, 1].astype(np.uint16) * 40 + noise).astype(np.uint16)
+    path = tmp_path / "cells.ome.tif"
+    with tifffile.TiffWriter(path, bigtiff=True, ome=True) as tif:
+        tif.write(grey, tile=(128, 128), subifds=1, compression="zlib", metadata={"axes": "YX"})
+        tif.write(grey[::2, ::2], tile=(128, 128), subfiletype=1, compression="zlib")
+    with open_slide(path) as slide:
+        assert slide.levels == ((500, 600), (250, 300))
+        whole = slide.read(0, 0, 0, 500, 600)
+        assert np.array_equal(pieced(slide, 0), whole)
+        assert whole.min() == 0 and whole.max() == 255  # stretched as one image, not tile by tile
+        assert np.array_equal(whole[:, :, 0], whole[:, :, 2])
+
+
+def test_openslide_reads_vendor_formats_region_by_region(tmp_path):
+    image = photo(400, 500)
+    path = tmp_path / "scan.ndpi"  # OpenSlide decides by content: a tiled TIFF is its generic-tiff
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(image, tile=(128, 128), compression="zlib", photometric="rgb")
+    with open_slide(path) as slide:
+        assert type(slide).__name__ == "_OpenSlide"
+        assert slide.levels[0] == (400, 500)
+        assert np.array_equal(pieced(slide, 0), image)
+
+
+def test_ordinary_images_are_not_slides(tmp_path):
+    image = photo(100, 120)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    Image.fromarray(image).save(tmp_path / "strips.tif")
+    write_pyramid(tmp_path / "tiled.tif", image, levels=1)
+    assert not is_slide(tmp_path / "a.png")
+    assert not is_slide(tmp_path / "strips.tif")
+    assert is_slide(tmp_path / "tiled.tif")
+
+
+@pytest.fixture(scope="module")
+def unet():
+    torch.manual_seed(0)
+    return new_model(ModelInfo(variant="unet", trained=True))
+
+
+def test_segment_of_a_slide_writes_a_pyramidal_label_tiff_equal_to_the_whole_image_and_keeps_georeferencing(
+    tmp_path, unet
+):
+    image = photo(700, 900)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_pyramid(folder / "ortho.tif", image, extratags=[(*tag, True) for tag in GEO])
+    Image.fromarray(image[:64, :64]).save(folder / "small.png")
+    predictor = Predictor(unet, device="cpu", tile=256, overlap=32, precision="fp32")
+    out = tmp_path / "out"
+    report = drain(segment_paths(predictor, [folder], SegmentOptions(out, confidence=True)))
+    assert report.ok and len(report.written) == 2
+    assert (out / "small.png").is_file()
+    assert not list(out.glob("*.partial"))
+    whole = predictor.predict(image)  # the same image in memory, the same grid
+    with tifffile.TiffFile(out / "ortho.tif") as tif:
+        series = tif.series[0]
+        assert [level.shape for level in series.levels] == [(700, 900), (350, 450)]  # down to one tile
+        assert tif.pages[0].is_tiled and tif.pages[0].photometric == tifffile.PHOTOMETRIC.PALETTE
+        assert np.array_equal(series.levels[0].asarray(), whole.label)  # bit for bit (fp32)
+        assert np.array_equal(series.levels[1].asarray(), whole.label[::2, ::2])
+        tags = tif.pages[0].tags
+        for code, _dtype, _count, value in GEO:
+            assert tags[code].value == value, code
+    with tifffile.TiffFile(out / "ortho_confidence.tif") as tif:
+        confidence = tif.series[0].levels[0].asarray()
+        expected = np.round(whole.confidence.astype(np.float32) * 255).astype(np.uint8)
+        assert np.array_equal(confidence, expected)
+        assert tif.pages[0].tags[33922].value == GEO[1][3]
+    again = drain(segment_paths(predictor, [folder], SegmentOptions(out)))
+    assert len(again.skipped) == 2  # finished slides are not redone
+
+
+def test_interrupted_slide_segment_resumes_from_the_tiles_written(tmp_path, unet):
+    image = photo(1200, 500)
+    path = tmp_path / "slide.tif"
+    write_pyramid(path, image, levels=2)
+    predictor = Predictor(unet, device="cpu", tile=256, overlap=32, precision="fp32")
+    base = tmp_path / "out" / "slide"
+    with open_slide(path) as slide:
+        gen = segment_slide(predictor, slide, base)
+        for event in gen:
+            if event.done >= event.total * 3 // 4:
+                break
+        gen.close()  # as Ctrl+C or a killed process leaves it: strips on disk, no label
+        assert not (tmp_path / "out" / "slide.tif").exists()
+        strips = sorted(p.name for p in (tmp_path / "out" / "slide.tif.partial").glob("L0_*.png"))
+        assert strips == ["L0_000000.png"]  # 512 of 1200 rows, written whole
+        events = []
+        out = drain(segment_slide(predictor, slide, base), events.append)
+    skipped = events[0].done - 1  # one tile a batch: the first batch resumed is tile skipped + 1
+    assert skipped >= 3 and len(events) == events[-1].total - skipped  # whole bands were not run again
+    expected = predictor.predict(image).label
+    with tifffile.TiffFile(out) as tif:
+        assert np.array_equal(tif.series[0].levels[0].asarray(), expected)
+
+
+@pytest.mark.parametrize(
+    ("kept", "why"), [(0.97, "level 2 .* is cut short"), (0.9, "declares 3 levels but only 2")]
+)
+def test_a_truncated_pyramid_is_named_with_the_fix(tmp_path, kept, why):
+    path = tmp_path / "cut.tif"
+    write_pyramid(path, photo(600, 700), compression="jpeg")
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * kept)])
+    with pytest.raises(SlideError, match=f"cut.tif: .*pyramid {why}.*vips tiffsave"):
+        open_slide(path)
+
+
+def test_missing_libraries_are_named_with_what_to_install(tmp_path, monkeypatch):
+    jpeg = tmp_path / "jpeg.tif"
+    write_pyramid(jpeg, photo(300, 300), compression="jpeg", levels=1)
+    monkeypatch.setattr(sys.modules["tifffile.tifffile"], "imagecodecs", None)  # as if not installed
+    with pytest.raises(SlideError, match=r"jpeg.tif: .*JPEG tiles cannot be decoded.*install imagecodecs"):
+        open_slide(jpeg)
+    monkeypatch.setitem(sys.modules, "openslide", None)
+    mirax = tmp_path / "slide.mrxs"
+    mirax.write_bytes(b"[GENERAL]\n")
+    with pytest.raises(SlideError, match=r"slide.mrxs: .*pip install openslide-python openslide-bin"):
+        open_slide(mirax)
