@@ -47,9 +47,13 @@ class Canvas(QWidget):
     def set_document(self, doc: LabelDocument | None, keep_view: bool = False) -> None:
         if self.doc is not None:
             self.doc.changed.disconnect(self._on_doc_changed)
+            if getattr(self.doc, "loader", None) is not None:
+                self.doc.loader.loaded.disconnect(self.update)
         self.doc = doc
         if doc is not None:
             doc.changed.connect(self._on_doc_changed)
+            if getattr(doc, "loader", None) is not None:  # a slide: repaint as its tiles arrive
+                doc.loader.loaded.connect(self.update)
             if not keep_view:
                 self.fit()
         self.update()
@@ -89,7 +93,10 @@ class Canvas(QWidget):
         self._set_scale(self.scale * factor, anchor)
 
     def _set_scale(self, scale: float, anchor: QPointF, centre: bool = False) -> None:
-        scale = min(MAX_SCALE, max(MIN_SCALE, scale))
+        lowest = MIN_SCALE
+        if self.doc is not None:  # a 100,000-pixel slide fits the window only below 2 %
+            lowest = min(lowest, 0.5 * min(self.width() / self.doc.width, self.height() / self.doc.height))
+        scale = min(MAX_SCALE, max(lowest, scale))
         if centre and self.doc is not None:
             self.offset = QPointF(
                 (self.width() - self.doc.width * scale) / 2, (self.height() - self.doc.height * scale) / 2
@@ -127,6 +134,12 @@ class Canvas(QWidget):
         src = QRectF(self.to_image(exposed.topLeft()), self.to_image(exposed.bottomRight()))
         src = src.adjusted(-1, -1, 2, 2).intersected(QRectF(0, 0, doc.width, doc.height)).toAlignedRect()
         if src.isEmpty():
+            return
+        if hasattr(doc, "paint_view"):  # a slide: drawn from its tiles
+            whole = QRectF(self.to_image(QPointF(0, 0)), self.to_image(QPointF(self.width(), self.height())))
+            view = whole.intersected(QRectF(0, 0, doc.width, doc.height)).toAlignedRect()
+            doc.paint_view(painter, self, src, view, self.overlay_visible, self.opacity)
+            self._paint_tool_preview(painter)
             return
         target = QRectF(self.to_widget_rect(src))
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.scale < 1)

@@ -148,6 +148,10 @@ class LabelDocument(QObject):
     def confidence_at(self, x: int, y: int) -> float | None:
         return None if self.confidence is None else float(self.confidence[y, x])
 
+    def fill_window(self, x: int, y: int) -> tuple[int, int, np.ndarray]:
+        """The label a flood fill from ``(x, y)`` may spread in: ``(top, left, label)``, all of it."""
+        return 0, 0, self.label
+
     # --- editing ------------------------------------------------------------------------
     def write_patch(self, y: int, x: int, patch: np.ndarray, painted: np.ndarray | None = None) -> None:
         """Put ``patch`` into the label at (y, x) and refresh that part of the overlay.

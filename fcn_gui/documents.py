@@ -14,6 +14,9 @@ from PySide6.QtCore import QObject
 from core.io.labels import VOID
 
 from .document import LabelDocument
+from .slide_document import SlideDocument, is_slide_file
+
+THUMBNAIL_SIDE = 1024  # the slide drawn at once, before (and under) its tiles
 
 
 class Documents(QObject):
@@ -45,7 +48,10 @@ class Documents(QObject):
             """Decode and build the whole document here, off the GUI thread, then hand it over."""
             from core.io.images import read_image
 
-            image = read_image(project.image_path(entry))
+            path = project.image_path(entry)
+            if is_slide_file(path):
+                return load_slide(path)
+            image = read_image(path)
             if (entry.width, entry.height) != (image.shape[1], image.shape[0]):
                 project.set_size(entry, image.shape[1], image.shape[0])
             label = project.load_label(entry)
@@ -62,6 +68,22 @@ class Documents(QObject):
             doc.moveToThread(gui_thread)
             return doc
 
+        def load_slide(path):
+            """A slide: its smallest level and the tiles the user painted; the rest comes as seen."""
+            from core.io.slides import open_slide
+
+            slide = open_slide(path)
+            try:
+                thumb = slide.thumbnail(THUMBNAIL_SIDE)
+                if (entry.width, entry.height) != (slide.levels[0][1], slide.levels[0][0]):
+                    project.set_size(entry, slide.levels[0][1], slide.levels[0][0])
+                doc = SlideDocument(image_id, slide, project.slide_tiles(entry), classes, thumb)
+            except BaseException:
+                slide.close()
+                raise
+            doc.moveToThread(gui_thread)
+            return doc
+
         s.message.emit(f"Opening {entry.id}…")
         s.runner.call(load, "image-loader", on_result=self._on_loaded, on_error=s.error.emit)
 
@@ -75,17 +97,28 @@ class Documents(QObject):
             return
         doc.apply_live(label)
 
-    def _on_loaded(self, doc: LabelDocument) -> None:
+    def _on_loaded(self, doc: LabelDocument | SlideDocument) -> None:
         s = self.session
         if s.project is None or doc.image_id != self.wanted:
+            if isinstance(doc, SlideDocument):
+                doc.close()
             doc.deleteLater()
             return  # the user moved on meanwhile
         doc.setParent(self)
+        if isinstance(doc, SlideDocument):
+            doc.start(s.runner)
+            doc.loader.failed.connect(s.error.emit)
         if doc.classes != s.project.classes:  # the classes were edited while it loaded
             doc.set_classes(s.project.classes)
         doc.edited.connect(self._on_edited)
         self._set(doc)
         entry = s.project.entry(doc.image_id)
+        if isinstance(doc, SlideDocument):
+            s.message.emit(
+                f"{entry.id}: a {doc.width:,} x {doc.height:,} slide, shown tile by tile; each stroke is "
+                "saved as it ends. Predict it with `fcn-gui segment` (tile by tile, resumable)"
+            )
+            return
         s.message.emit(f"{entry.id}: {entry.state}")
         s.predictions.schedule(doc.image_id)
 
@@ -101,8 +134,12 @@ class Documents(QObject):
         self.wanted = None
         self._set(None)
 
-    def _set(self, doc: LabelDocument | None) -> None:
+    def _set(self, doc: LabelDocument | SlideDocument | None) -> None:
+        old = self.doc
         self.doc = doc
+        if isinstance(old, SlideDocument) and old is not doc:
+            old.close()  # its strokes are saved; its tile worker stops
+            old.deleteLater()
         self._use_undo_stack(doc)
         self.session.document_changed.emit(doc)
 
@@ -144,6 +181,9 @@ class Documents(QObject):
         """The current label becomes a trusted training target; records how much was corrected."""
         doc, s = self.doc, self.session
         if doc is None:
+            return
+        if isinstance(doc, SlideDocument):
+            s.message.emit("A slide cannot be marked reviewed yet: its painted tiles are saved as they are")
             return
         entry = s.project.entry(doc.image_id)
         predicted = doc.predicted  # read with the image, off the GUI thread

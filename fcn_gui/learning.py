@@ -102,8 +102,8 @@ class LearningController(QObject):
     def _on_strokes(self, doc) -> None:
         """The painted pixels of the image on the canvas changed: they train at once."""
         project = self.session.project
-        if project is None or project.entry(doc.image_id).state == "reviewed":
-            return
+        if project is None or doc.pixels is None or project.entry(doc.image_id).state == "reviewed":
+            return  # no pixels: a slide, which does not train the assist (yet)
         self.feed.live(doc.image_id, doc.pixels, doc.painted_label())
         self._strokes = True
         self._failed = False
@@ -140,7 +140,12 @@ class LearningController(QObject):
         self.feed.reset(keep_live=True)  # the learner reads the reviewed images itself, on its worker
         self._strokes = False
         doc = self.session.doc
-        if doc is not None and doc.painted.any() and project.entry(doc.image_id).state != "reviewed":
+        if (
+            doc is not None
+            and doc.pixels is not None
+            and doc.painted.any()
+            and project.entry(doc.image_id).state != "reviewed"
+        ):
             self.feed.live(doc.image_id, doc.pixels, doc.painted_label())  # a restart goes on with them
         config, device, all_orientations = self.config, self.session.models.device, self.all_orientations
         self._num_classes = len(project.classes)

@@ -9,6 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from .runner import Runner
+from .slide_document import is_slide_file
 from .workers import GeneratorThread
 
 
@@ -91,6 +92,8 @@ class PredictionQueue(QObject):
         def work():
             from core.io.images import read_image
 
+            if is_slide_file(job.path):
+                return None  # never decoded whole; `fcn-gui segment` predicts it tile by tile
             image = read_image(job.path)
             return (yield from predictor.iter_predict(image))
 

@@ -202,7 +202,7 @@ class Predictions(QObject):
         if s.project is None or job.project is not s.project or s.frozen:
             return  # for a project closed since, or labels being rewritten
         entry = s.project.find(job.image_id)
-        if entry is None:
+        if entry is None or prediction is None:  # None: a slide, left to `fcn-gui segment`
             return
         self._confidence[job.image_id] = prediction.confidence
         self._confidence.move_to_end(job.image_id)

@@ -73,9 +73,11 @@ class Slide:
         """The whole slide, at most ``side`` pixels a side, from the smallest level that covers it."""
         level = self.level_for(max(self.levels[0]) / side)
         lh, lw = self.levels[level]
-        region = self.read(level, 0, 0, lh, lw)
         step = max(1, int(np.ceil(max(lh, lw) / side)))
-        return np.ascontiguousarray(region[::step, ::step])
+        # Bands of rows: a slide without a pyramid is read through once, never held whole.
+        band = max(step, (4096 // step) * step)
+        rows = [self.read(level, y, 0, band, lw)[::step, ::step] for y in range(0, lh, band)]
+        return np.ascontiguousarray(np.concatenate(rows))
 
     def level_for(self, downsample: float) -> int:
         """The smallest level still at least as detailed as ``downsample`` (level 0: 1)."""
@@ -96,8 +98,9 @@ class Slide:
         self.close()
 
 
-def is_slide(path: str | Path) -> bool:
-    """True for files to read lazily: a vendor slide format, or a TIFF that is tiled or pyramidal.
+def is_slide(path: str | Path, min_pixels: int = 0) -> bool:
+    """True for files to read lazily: a vendor slide format, or a TIFF that is tiled or pyramidal
+    (and has at least ``min_pixels``).
 
     Decided by content (the TIFF header and its first page), not by the name alone: a plain
     strip TIFF, a PNG or a JPEG is not a slide.
@@ -117,7 +120,11 @@ def is_slide(path: str | Path) -> bool:
     try:
         with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            return bool(series.pages[0].is_tiled or len(series.levels) > 1)
+            page = series.pages[0]
+            return (
+                bool(page.is_tiled or len(series.levels) > 1)
+                and page.imagewidth * page.imagelength >= min_pixels
+            )
     except Exception:  # a damaged TIFF is for the ordinary reader to report
         return False
 

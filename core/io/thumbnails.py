@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from core.io.images import DEFAULT_MAX_PIXELS, displayed_size, open_image, read_image
+from core.io.slides import SLIDE_SUFFIXES, is_slide, open_slide
 
 FAST_MODES = ("RGB", "L", "P", "RGBA", "CMYK")  # what Pillow scales down without our conversion
 
@@ -26,7 +27,12 @@ def thumbnail(path: str | Path, side: int, *, max_pixels: int = DEFAULT_MAX_PIXE
 def thumbnail_and_size(
     path: str | Path, side: int, *, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """``thumbnail`` and the image's displayed ``(width, height)``, from one read."""
+    """``thumbnail`` and the image's displayed ``(width, height)``, from one read. A slide's
+    comes from its smallest pyramid level, never from the whole image."""
+    if Path(path).suffix.lower() in SLIDE_SUFFIXES and is_slide(path):
+        with open_slide(path) as slide:
+            height, width = slide.levels[0]
+            return slide.thumbnail(side), (width, height)
     with open_image(path, max_pixels=max_pixels) as img:
         size = displayed_size(img)
         if img.mode in FAST_MODES:

@@ -21,6 +21,8 @@ import numpy as np
 from core.base.errors import ProjectError
 from core.base.progress import Progress, drain
 from core.io.labels import VOID, LabelClass, read_label, write_label
+from core.store.label_tiles import SUFFIX as TILES_SUFFIX
+from core.store.label_tiles import LabelTiles
 
 PAGE = 1000  # images read from the database at a time during a removal
 
@@ -117,6 +119,9 @@ class ClassEdits:
                         old, new = self.root / self.labels_dir / f"{image_id}.png", target / f"{image_id}.png"
                         if old.exists() and not new.exists():  # written before a crash: kept
                             write_label(new, lut[read_label(old)], new_classes)
+                        tiles = LabelTiles(old.with_suffix(TILES_SUFFIX))
+                        if tiles.folder.is_dir():  # a slide's label, tile by tile
+                            tiles.remap(lut, LabelTiles(new.with_suffix(TILES_SUFFIX)))
                         done += 1
                         yield Progress(done, total, f"Rewriting {image_id}")
                 old_dir = self.labels_dir

@@ -54,6 +54,8 @@ from core.io.labels import (
 )
 from core.store.class_edits import ClassEdits, check_labels_dir
 from core.store.database import DATABASE, ProjectDatabase, backups
+from core.store.label_tiles import SUFFIX as TILES_SUFFIX
+from core.store.label_tiles import LabelTiles
 from core.store.lock import ProjectLock
 from core.store.manifest import MANIFEST, STATES, ImageEntry, read_manifest
 from core.store.painted import FOLDER as PAINTED_FOLDER
@@ -570,6 +572,11 @@ class Project(ClassEdits):
         if checkpoint is not None:
             fields["checkpoint"] = checkpoint
         self._stage(entry, fields, label, painted)
+
+    def slide_tiles(self, entry: ImageEntry) -> LabelTiles:
+        """The tile store of a whole-slide image's label (its tiles are saved as they are
+        painted), in the labels folder: a class removal rewrites it with the labels."""
+        return LabelTiles(self.root / self.labels_dir / f"{entry.id}{TILES_SUFFIX}")
 
     def painted_path(self, entry: ImageEntry) -> Path:
         return self.root / PAINTED_FOLDER / f"{entry.id}.png"

@@ -15,8 +15,10 @@ from core.base.progress import drain
 from core.inference.predictor import Predictor
 from core.inference.segment import SegmentOptions, segment_paths
 from core.inference.slide_segment import segment_slide
+from core.io.labels import classes_from_names
 from core.io.slides import SlideError, is_slide, open_slide
 from core.model.checkpoints import ModelInfo, new_model
+from core.store.label_tiles import LabelTiles
 
 ROOT = Path(__file__).parents[2]
 # GeoTIFF: 0.5 m pixels, tie point in UTM 33N (EPSG:32633), as GDAL writes them.
@@ -205,3 +207,33 @@ def test_missing_libraries_are_named_with_what_to_install(tmp_path, monkeypatch)
     mirax.write_bytes(b"[GENERAL]\n")
     with pytest.raises(SlideError, match=r"slide.mrxs: .*pip install openslide-python openslide-bin"):
         open_slide(mirax)
+
+
+def test_label_tiles_round_trip_and_a_damaged_tile_is_set_aside_not_deleted(tmp_path):
+    store = LabelTiles(tmp_path / "ortho.tiles")
+    assert store.on_disk() == [] and store.read(0, 0) is None
+    label = np.full((512, 512), 255, np.uint8)
+    label[10:20, 30:40] = 7
+    store.write(3, 12, label, label != 255)
+    store.write(0, 1, label, np.zeros_like(label, bool))
+    assert store.on_disk() == [(0, 1), (3, 12)]
+    back, painted = store.read(3, 12)
+    assert np.array_equal(back, label) and np.array_equal(painted, label != 255)
+    store.path(0, 1).write_bytes(store.path(0, 1).read_bytes()[:100])  # cut short by a full disk
+    assert store.read(0, 1) is None
+    assert store.damaged == [store.path(0, 1).with_name("0_1.png.damaged")] and store.damaged[0].exists()
+
+
+def test_removing_a_class_rewrites_a_slides_tiles_with_the_labels(tmp_path):
+    from core.store.project import Project
+
+    image = photo(600, 700)
+    write_pyramid(tmp_path / "ortho.tif", image)
+    with Project.create(tmp_path / "proj", classes=classes_from_names(["bg", "road", "roof"])) as project:
+        (entry,) = project.add_images([tmp_path / "ortho.tif"])
+        label = np.full((512, 512), 2, np.uint8)  # roof
+        label[:, :100] = 1  # road
+        project.slide_tiles(entry).write(1, 0, label, np.ones_like(label, bool))
+        project.remove_class(1)  # road goes: its pixels become void, roof becomes 1
+        back, painted = project.slide_tiles(entry).read(1, 0)
+    assert (back[:, :100] == 255).all() and (back[:, 100:] == 1).all() and painted.all()

@@ -1,0 +1,75 @@
+"""The label of a whole-slide image, kept tile by tile: only the tiles the user touched exist.
+
+A slide of 100,000 x 100,000 pixels has 40,000 label tiles of 512 x 512; a user paints a few.
+Each touched tile is one PNG (``PROJECT/labels.vN/<id>.tiles/<row>_<col>.png``, greyscale
+with alpha: the class index, and 255 alpha where the user painted it), written atomically the
+moment the stroke ends, so a crash or ``kill -9`` loses at most the stroke being drawn. A
+missing tile is void. A damaged one is set aside (renamed ``.damaged``), never deleted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core.base.atomic import atomic_path
+
+SUFFIX = ".tiles"  # the folder of an image's tiles, beside where its label PNG would be
+TILE = 512
+
+
+class LabelTiles:
+    """The tiles of one slide's label in ``folder``; any thread may read or write a tile."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.damaged: list[Path] = []
+
+    def path(self, row: int, col: int) -> Path:
+        return self.folder / f"{row}_{col}.png"
+
+    def on_disk(self) -> list[tuple[int, int]]:
+        """``(row, col)`` of every tile on disk."""
+        try:
+            names = [p.name for p in self.folder.iterdir()]
+        except FileNotFoundError:
+            return []
+        keys = []
+        for name in names:
+            stem, dot, suffix = name.partition(".")
+            row, _, col = stem.partition("_")
+            if suffix == "png" and dot and row.isdigit() and col.isdigit():
+                keys.append((int(row), int(col)))
+        return sorted(keys)
+
+    def read(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The tile's ``(label, painted)`` (``TILE x TILE``), or ``None`` when it is not on disk."""
+        path = self.path(row, col)
+        try:
+            with Image.open(path) as img:
+                if img.mode != "LA" or img.size != (TILE, TILE):
+                    raise ValueError(f"a {img.mode} image of {img.size}")
+                data = np.asarray(img)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            aside = path.with_name(f"{path.name}.damaged")
+            path.replace(aside)
+            self.damaged.append(aside)
+            return None
+        return data[:, :, 0].copy(), data[:, :, 1] > 0
+
+    def remap(self, lut: np.ndarray, target: LabelTiles) -> None:
+        """Write every tile into ``target`` with its classes mapped through ``lut`` (a class
+        removal); tiles already there (written before a crash) are kept."""
+        for row, col in self.on_disk():
+            if not target.path(row, col).exists() and (data := self.read(row, col)) is not None:
+                target.write(row, col, lut[data[0]], data[1])
+
+    def write(self, row: int, col: int, label: np.ndarray, painted: np.ndarray) -> None:
+        """Write one tile atomically: the previous version stays until the new one is whole."""
+        data = np.stack([label, np.where(painted, np.uint8(255), np.uint8(0))], axis=2)
+        with atomic_path(self.path(row, col)) as tmp:
+            Image.fromarray(data).save(tmp, format="PNG", compress_level=1)

@@ -1,0 +1,174 @@
+"""Whole-slide images in the window: drawn from the pyramid level the zoom needs, only visible
+tiles loaded, painted tile by tile with each stroke's tiles saved as it ends (and surviving
+``kill -9``), undo keeping working."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PySide6.QtCore import QRect, QRectF
+
+from core.io.labels import VOID
+from core.store.label_tiles import LabelTiles
+from tests.gui.conftest import drag
+
+SIDE = 8192  # the smallest image the app opens as a slide (64 megapixels)
+ROOT = Path(__file__).parents[2]
+
+
+def write_slide(path: Path, side: int = SIDE) -> None:
+    """A tiled pyramidal BigTIFF of JPEG tiles whose colour tells the tile: quick to write."""
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        levels = 1
+        while side >> (levels - 1) > 512:
+            levels += 1
+        for level in range(levels):
+            n = side >> level
+            count = -(-n // 512)
+
+            def tiles(count=count, level=level):
+                for row in range(count):
+                    for col in range(count):
+                        tile = np.empty((512, 512, 3), np.uint8)
+                        tile[:] = ((row * 37) % 256, (col * 53) % 256, (level * 40) % 256)
+                        yield tile
+
+            extra = {"subifds": levels - 1} if level == 0 else {"subfiletype": 1}
+            tif.write(
+                tiles(), shape=(n, n, 3), dtype=np.uint8, tile=(512, 512), photometric="rgb",
+                compression="jpeg", **extra,
+            )  # fmt: skip
+
+
+@pytest.fixture
+def slide_folder(tmp_path) -> Path:
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    write_slide(folder / "ortho.tif")
+    return folder
+
+
+def visible_rect(canvas) -> QRectF:
+    top_left = canvas.to_image(canvas.rect().topLeft().toPointF())
+    bottom_right = canvas.to_image(canvas.rect().bottomRight().toPointF())
+    return QRectF(top_left, bottom_right)
+
+
+def test_a_slide_is_drawn_from_the_level_its_zoom_needs_and_only_visible_tiles_load(
+    make_window, slide_folder, qtbot
+):
+    from fcn_gui.slide_document import SlideDocument
+
+    window = make_window(slide_folder)
+    doc, canvas = window.session.doc, window.canvas
+    assert isinstance(doc, SlideDocument) and (doc.width, doc.height) == (SIDE, SIDE)
+    loader = doc.loader
+    qtbot.waitUntil(lambda: bool(loader.requested), timeout=10000)
+    qtbot.wait(300)
+    fitted = set(loader.requested)
+    assert {level for level, _r, _c in fitted} == {doc.slide.level_for(1 / canvas.scale)} != {0}
+    assert len(fitted) <= 4  # the whole slide at fit: a level of at most 2 x 2 tiles
+    loader.requested.clear()
+    canvas.actual_size()  # 100 %, at the slide's centre
+    qtbot.waitUntil(lambda: len(loader.requested) >= 2, timeout=10000)
+    qtbot.wait(300)
+    view = visible_rect(canvas)
+    for level, row, col in loader.requested:
+        assert level == 0
+        tile = QRectF(col * 512, row * 512, 512, 512)
+        assert tile.intersects(view), (row, col)  # nothing outside the window is decoded
+    assert len(set(loader.requested)) <= (canvas.width() // 512 + 2) * (canvas.height() // 512 + 2)
+    qtbot.waitUntil(lambda: all(loader.get(k) is not None for k in loader.requested), timeout=10000)
+    shot = canvas.grab().toImage()
+    for _level, row, col in loader.requested:  # each shows its own tile's colour, to its corners
+        for x, y in ((col * 512 + 2, row * 512 + 2), (col * 512 + 509, row * 512 + 509)):
+            p = canvas.to_widget_rect(QRect(x, y, 1, 1)).center()
+            if not canvas.rect().contains(p):
+                continue
+            colour = shot.pixelColor(p)
+            assert abs(colour.red() - (row * 37) % 256) < 8 and abs(colour.green() - (col * 53) % 256) < 8
+            assert colour.blue() < 8  # level 0's, not the thumbnail's
+
+
+def test_a_stroke_on_a_slide_saves_only_its_tiles_and_undo_and_reopening_keep_it(
+    make_window, slide_folder, qtbot
+):
+    window = make_window(slide_folder)
+    doc, canvas = window.session.doc, window.canvas
+    canvas.actual_size()
+    window.select_tool("brush")
+    window.view_panel.brush_size.setValue(9)
+    window.set_current_class(15)
+    view = visible_rect(canvas)
+    x0 = (int(view.left()) // 512 + 1) * 512  # across the first tile border in the window
+    assert view.left() < x0 - 20 and x0 + 20 < view.right()
+    y = (int(view.top()) // 512 + 1) * 512 + 100  # inside one row of tiles
+    assert y < view.bottom()
+    drag(canvas, [(x0 - 20, y), (x0 + 20, y)])
+    doc.flush()
+    store = LabelTiles(window.session.project.slide_tiles(window.session.project.images[0]).folder)
+    row = y // 512
+    assert store.on_disk() == [(row, x0 // 512 - 1), (row, x0 // 512)]  # those two tiles only
+    left = store.read(row, x0 // 512 - 1)
+    assert left[0][y % 512, 511] == 15 and left[1][y % 512, 511] and not left[1][0, 0]
+    assert doc.class_at(x0 - 20, y) == 15 and doc.class_at(x0 + 20, y) == 15
+    window.act["undo"].trigger()
+    doc.flush()
+    assert doc.class_at(x0, y) == VOID and store.read(row, x0 // 512)[0][y % 512, 0] == VOID
+    window.act["redo"].trigger()
+    doc.flush()
+    assert store.read(row, x0 // 512)[0][y % 512, 0] == 15
+    window.close()
+    again = make_window(slide_folder)
+    assert again.session.doc.class_at(x0, y) == 15
+    assert 15 in again.session.doc.overview[y // again.session.doc.step]  # drawn zoomed out too
+
+
+def test_slide_tiles_survive_kill_9_mid_painting(tmp_path, slide_folder):
+    """A process painting stroke after stroke is killed at once: every tile on disk is whole
+    and holds a finished stroke."""
+    tiles = tmp_path / "tiles"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from PySide6.QtWidgets import QApplication
+        import numpy as np
+        from core.io.labels import default_classes
+        from core.io.slides import open_slide
+        from core.store.label_tiles import LabelTiles
+        from fcn_gui.slide_document import SlideDocument
+
+        app = QApplication([])
+        slide = open_slide({str(slide_folder / "ortho.tif")!r})
+        store = LabelTiles({str(tiles)!r})
+        doc = SlideDocument("ortho", slide, store, default_classes(), slide.thumbnail(64))
+        mask = np.ones((700, 700), bool)
+        for stroke in range(10_000):
+            doc.apply_mask(300, 300, mask, 1 + stroke % 20, "Brush")
+            if stroke % 5 == 0:
+                doc.flush()
+                print(stroke, flush=True)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    for _ in range(4):  # some strokes are on disk, more are being written
+        proc.stdout.readline()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    store = LabelTiles(tiles)
+    assert store.on_disk() == [(0, 0), (0, 1), (1, 0), (1, 1)]  # rows and columns 300..999
+    for key in store.on_disk():
+        label, painted = store.read(*key)  # whole: a damaged tile would be set aside
+        values = np.unique(label[painted])
+        assert len(values) == 1 and 1 <= values[0] <= 20  # one whole stroke's class
+        assert (label[~painted] == VOID).all()
+    assert not store.damaged and not list(tiles.glob("*.damaged"))
