@@ -8,7 +8,7 @@ away) is refused whole instead of failing half-way; then read a page at a time, 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.base.errors import DatasetError
 from core.store.project import ImageEntry, Project
@@ -19,17 +19,26 @@ PAGE = 1000
 
 @dataclass
 class ExportSelection:
-    """The entries of ``project`` in ``states`` whose label is on disk; ``total`` of them."""
+    """The entries of ``project`` in ``states`` whose label is on disk; ``total`` of them.
+    ``slides``: the whole-slide images among them, whose label is tiles (never iterated here)."""
 
     project: Project
     states: tuple[str, ...]
     total: int = 0
+    slides: list[ImageEntry] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[ImageEntry]:
         last = 0
         while page := self.project.entries(self.states, after_row=last, limit=PAGE):
             last = page[-1].row
             yield from (e for e in page if self.project.label_path(e).exists())
+
+    def find_slides(self) -> None:
+        """Collect the entries whose label is a slide's tiles."""
+        last = 0
+        while page := self.project.entries(self.states, after_row=last, limit=PAGE):
+            last = page[-1].row
+            self.slides += [e for e in page if self.project.slide_tiles(e).on_disk()]
 
 
 def export_entries(project: Project, *, only_reviewed: bool = False) -> ExportSelection:
@@ -45,7 +54,12 @@ def export_entries(project: Project, *, only_reviewed: bool = False) -> ExportSe
         if not project.image_path(entry).exists():
             missing += 1
             shown += [str(project.image_path(entry))] if len(shown) < 5 else []
-    if not selection.total:
+    selection.find_slides()
+    for entry in selection.slides:
+        if not project.image_path(entry).exists():
+            missing += 1
+            shown += [str(project.image_path(entry))] if len(shown) < 5 else []
+    if not selection.total and not selection.slides:
         hint = "drop --only-reviewed, or mark some reviewed" if only_reviewed else "mark some reviewed"
         raise DatasetError(f"no labelled images to export ({hint})", project.root)
     if missing:

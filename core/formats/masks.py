@@ -23,6 +23,7 @@ from core.base.errors import DatasetError, ImageReadError, ImageTooLargeError, L
 from core.base.progress import Progress
 from core.formats.exporting import export_entries
 from core.formats.importing import ImportItem, ImportReport, import_items
+from core.formats.slide_labels import export_slide_labels
 from core.io.files import output_folder
 from core.io.images import find_image, open_image
 from core.io.labels import VOID, check_label_indices, read_class_file
@@ -51,7 +52,8 @@ def export_masks(
             Image.fromarray(project.load_label(entry), mode="L").save(tmp, format="PNG")
         yield Progress(done, selection.total, entry.id)
     atomic_write_text(out / "classes.txt", "".join(f"{c.name}\n" for c in project.classes))
-    return selection.total
+    slides = yield from export_slide_labels(project, selection.slides, out)
+    return selection.total + len(slides)
 
 
 def read_index_mask(path: Path, num_classes: int) -> np.ndarray:

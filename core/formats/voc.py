@@ -26,6 +26,7 @@ from core.base.errors import DatasetError
 from core.base.progress import Progress
 from core.formats.exporting import export_entries
 from core.formats.importing import ImportItem, ImportReport, import_items
+from core.formats.slide_labels import FOLDER, export_slide_labels
 from core.io.files import output_folder
 from core.io.images import find_image, open_image, read_image
 from core.io.labels import LabelClass, default_classes, palette_for, read_class_file, read_label, write_label
@@ -41,10 +42,14 @@ class ExportReport:
     out_dir: Path
     splits: dict[str, list[str]] = field(default_factory=dict)
     unlabelled: int = 0  # images left out: no label yet, or not in the states asked for
+    slides: list[Path] = field(default_factory=list)  # slides' labels, as tiled pyramidal TIFFs
 
     def summary(self) -> str:
         counts = ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
-        return f"exported to {self.out_dir}: {counts}; {self.unlabelled} images without a usable label"
+        slides = f"; {len(self.slides)} slide labels in {FOLDER}/" if self.slides else ""
+        return (
+            f"exported to {self.out_dir}: {counts}{slides}; {self.unlabelled} images without a usable label"
+        )
 
 
 def split_ids(ids: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -80,7 +85,7 @@ def export_voc(
     out = output_folder(out_dir, "export folder")  # a file in the way: said before anything else
     selection = export_entries(project, only_reviewed=only_reviewed)
     report = ExportReport(out)
-    report.unlabelled = project.count() - selection.total
+    report.unlabelled = project.count() - selection.total - len(selection.slides)
     ids = []
     for done, entry in enumerate(selection, start=1):
         source = project.image_path(entry)
@@ -94,6 +99,7 @@ def export_voc(
     for name, ids in report.splits.items():
         atomic_write_text(out / "ImageSets" / "Segmentation" / f"{name}.txt", "".join(f"{i}\n" for i in ids))
     atomic_write_text(out / "class_names.txt", "".join(f"{c.name}\n" for c in project.classes))
+    report.slides = yield from export_slide_labels(project, selection.slides, out)
     return report
 
 

@@ -237,3 +237,26 @@ def test_removing_a_class_rewrites_a_slides_tiles_with_the_labels(tmp_path):
         project.remove_class(1)  # road goes: its pixels become void, roof becomes 1
         back, painted = project.slide_tiles(entry).read(1, 0)
     assert (back[:, :100] == 255).all() and (back[:, 100:] == 1).all() and painted.all()
+
+
+@pytest.mark.parametrize("fmt", ["voc", "masks"])
+def test_export_writes_a_slides_painted_tiles_as_a_georeferenced_pyramidal_label_tiff(tmp_path, fmt):
+    from core.formats.masks import export_masks
+    from core.formats.voc import export_voc
+    from core.store.project import Project
+
+    write_pyramid(tmp_path / "ortho.tif", photo(1100, 1300), extratags=[(*tag, True) for tag in GEO])
+    with Project.create(tmp_path / "proj", classes=classes_from_names(["bg", "road"])) as project:
+        (entry,) = project.add_images([tmp_path / "ortho.tif"])
+        label = np.full((512, 512), 255, np.uint8)
+        label[:, 200:300] = 1
+        project.slide_tiles(entry).write(2, 2, label, label != 255)  # the bottom-right corner tile
+        project.set_state(entry, "edited")
+        exporter = export_voc if fmt == "voc" else export_masks
+        drain(exporter(project, tmp_path / "out"))
+    with tifffile.TiffFile(tmp_path / "out" / "SlideLabels" / "ortho.tif") as tif:
+        back = tif.series[0].levels[0].asarray()
+        assert tif.pages[0].tags[33922].value == GEO[1][3] and tif.pages[0].is_tiled
+    expected = np.full((1100, 1300), 255, np.uint8)
+    expected[1024:, 1024 + 200 : 1024 + 276] = 1  # the tile clipped at the slide's edge
+    assert np.array_equal(back, expected)
