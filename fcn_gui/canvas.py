@@ -23,6 +23,7 @@ class Canvas(QWidget):
 
     hovered = Signal(int, int)
     zoom_changed = Signal(float)
+    view_changed = Signal(QRect)  # the image pixels in the window, after a zoom, pan or resize
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -56,6 +57,8 @@ class Canvas(QWidget):
                 doc.loader.loaded.connect(self.update)
             if not keep_view:
                 self.fit()
+            else:
+                self.view_changed.emit(self.visible_image_rect())
         self.update()
 
     def set_tool(self, tool: Tool) -> None:
@@ -106,7 +109,18 @@ class Canvas(QWidget):
             self.offset = anchor - image_pt * scale
         self.scale = scale
         self.zoom_changed.emit(scale)
+        self._view_moved()
+
+    def visible_image_rect(self) -> QRect:
+        """The image pixels the window shows (clipped to the image)."""
+        if self.doc is None:
+            return QRect()
+        whole = QRectF(self.to_image(QPointF(0, 0)), self.to_image(QPointF(self.width(), self.height())))
+        return whole.intersected(QRectF(0, 0, self.doc.width, self.doc.height)).toAlignedRect()
+
+    def _view_moved(self) -> None:
         self.update()
+        self.view_changed.emit(self.visible_image_rect())
 
     # --- coordinates --------------------------------------------------------------------
     def to_image(self, p: QPointF) -> QPointF:
@@ -136,8 +150,7 @@ class Canvas(QWidget):
         if src.isEmpty():
             return
         if hasattr(doc, "paint_view"):  # a slide: drawn from its tiles
-            whole = QRectF(self.to_image(QPointF(0, 0)), self.to_image(QPointF(self.width(), self.height())))
-            view = whole.intersected(QRectF(0, 0, doc.width, doc.height)).toAlignedRect()
+            view = self.visible_image_rect()
             doc.paint_view(painter, self, src, view, self.overlay_visible, self.opacity)
             self._paint_tool_preview(painter)
             return
@@ -195,7 +208,7 @@ class Canvas(QWidget):
         if self._pan_from is not None:
             self.offset += pos - self._pan_from
             self._pan_from = pos
-            self.update()
+            self._view_moved()
         elif self._painting and self.doc is not None and self.tool is not None:
             self.tool.move(self.doc, self.to_image(pos))
         self._update_preview(old, pos)
@@ -267,3 +280,5 @@ class Canvas(QWidget):
         super().resizeEvent(event)
         if self.doc is not None and event.oldSize().width() <= 0:
             self.fit()
+        elif self.doc is not None:
+            self.view_changed.emit(self.visible_image_rect())

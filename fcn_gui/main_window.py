@@ -162,6 +162,7 @@ class MainWindow(QMainWindow):
         learning.history_changed.connect(lambda: lp.set_history(*learning.history_summary()))
         self.canvas.hovered.connect(lambda x, y: st.show_hover(s.doc, x, y))
         self.canvas.zoom_changed.connect(st.show_zoom)
+        self.canvas.view_changed.connect(s.slide_predictions.set_view)
         v.opacity_changed.connect(self.canvas.set_opacity)
         v.unsure.toggled.connect(self.canvas.set_unsure_visible)
         v.unsure.toggled.connect(self.act["unsure"].setChecked)

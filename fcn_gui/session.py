@@ -25,6 +25,7 @@ from .prediction import PredictionQueue
 from .predictions import Predictions
 from .runner import Runner
 from .saver import Saver
+from .slide_prediction import SlidePredictions
 
 
 class Session(QObject):
@@ -62,6 +63,7 @@ class Session(QObject):
         self.documents = Documents(self, self)
         self.predictions = Predictions(self, self)
         self.navigation = Navigation(self, self)
+        self.slide_predictions = SlidePredictions(self, self)
         self.images.older = self.predictions.older
         self.entry_changed.connect(self.images.entry_changed)
         self._repredict_on_ready = False

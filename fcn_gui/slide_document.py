@@ -245,6 +245,29 @@ class SlideDocument(QObject):
         self._save({k: (label.copy(), painted.copy()) for k, (label, painted) in states.items()})
         self.edited.emit()
 
+    def apply_prediction(self, y: int, x: int, label: np.ndarray) -> None:
+        """A predicted block at ``(y, x)``: fills the pixels the user has not painted (no undo
+        step: the user's strokes stay as they are) and is saved with the tiles."""
+        h, w = label.shape
+        y1, x1 = min(self.height, y + h), min(self.width, x + w)
+        changed = {}
+        for key, tile in self._tiles_in(y, x, y1, x1, create=True):
+            ty, tx = key[0] * TILE, key[1] * TILE
+            sy0, sx0, sy1, sx1 = max(y, ty), max(x, tx), min(y1, ty + TILE), min(x1, tx + TILE)
+            box = (slice(sy0 - ty, sy1 - ty), slice(sx0 - tx, sx1 - tx))
+            new = label[sy0 - y : sy1 - y, sx0 - x : sx1 - x]
+            free = ~tile.painted[box]
+            if not (tile.label[box][free] != new[free]).any():
+                continue
+            np.copyto(tile.label[box], new, where=free)
+            if tile.overlay is not None:
+                tile.overlay[1][box] = self._lut[tile.label[box]]
+            changed[key] = (tile.label.copy(), tile.painted.copy())
+        if changed:
+            self._sample_overview(y, x, y1, x1)
+            self._save(changed)
+            self.changed.emit(QRect(x, y, x1 - x, y1 - y))
+
     def _save(self, states: dict) -> None:
         def write() -> None:
             for (row, col), (label, painted) in states.items():

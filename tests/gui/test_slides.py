@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from PySide6.QtCore import QRect, QRectF
+from PySide6.QtCore import QPointF, QRect, QRectF
 
 from core.io.labels import VOID
 from core.store.label_tiles import LabelTiles
@@ -172,3 +172,41 @@ def test_slide_tiles_survive_kill_9_mid_painting(tmp_path, slide_folder):
         assert len(values) == 1 and 1 <= values[0] <= 20  # one whole stroke's class
         assert (label[~painted] == VOID).all()
     assert not store.damaged and not list(tiles.glob("*.damaged"))
+
+
+def test_a_slide_is_predicted_in_view_first_around_the_users_strokes(make_window, slide_folder, qtbot):
+    from fcn_gui.slide_prediction import BLOCK
+
+    window = make_window(slide_folder)  # a (stand-in) trained model: it predicts
+    session, canvas = window.session, window.canvas
+    doc = session.doc
+    qtbot.wait(500)
+    assert not doc.tiles  # the whole slide in view: nothing is predicted (64 x 64 megapixels)
+    canvas.actual_size()
+    canvas.zoom_by(1.0, QPointF(0, 0))
+    canvas.offset = QPointF(canvas.width() / 2 - 1.5 * BLOCK, canvas.height() / 2 - 1.5 * BLOCK)
+    canvas.zoom_by(1.0)  # the view settles inside block (1, 1): one block to wait for
+    view = canvas.visible_image_rect()
+    window.select_tool("brush")
+    window.view_panel.brush_size.setValue(5)
+    window.set_current_class(3)
+    cx, cy = view.center().x(), view.center().y()
+    drag(canvas, [(cx - 30, cy), (cx + 30, cy)])
+    in_view = {
+        (r, c)
+        for r in range(view.top() // BLOCK, view.bottom() // BLOCK + 1)
+        for c in range(view.left() // BLOCK, view.right() // BLOCK + 1)
+    }
+    order = []
+    qtbot.waitUntil(lambda: in_view <= session.slide_predictions.done.keys(), timeout=120000)
+    order = list(session.slide_predictions.done)
+    session.slide_predictions.stop()
+    assert set(order[: len(in_view)]) == in_view  # the blocks in view came first
+    assert doc.class_at(cx, cy) == 3  # the stroke is kept
+    predicted = [doc.class_at(x, cy + 40) for x in range(cx - 100, cx + 100, 10)]
+    assert all(v != VOID for v in predicted)  # the rest filled in
+    assert session.project.entry(doc.image_id).state == "edited"  # the user's stroke made it edited
+    doc.flush()
+    row, col = (cy + 40) // 512, cx // 512
+    label, painted = LabelTiles(session.project.slide_tiles(session.project.images[0]).folder).read(row, col)
+    assert label[(cy + 40) % 512, cx % 512] != VOID and not painted[(cy + 40) % 512, cx % 512]
