@@ -10,6 +10,7 @@ predicted again. ``fcn-gui segment`` predicts a whole slide, resumably.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ from PySide6.QtCore import QObject, QRect, QTimer
 
 from .slide_document import SlideDocument
 
+TILE = 512  # the network's tile within a block
 BLOCK = 1024  # a few seconds of a U-Net on a CPU: the view fills in block by block
 MARGIN = 64  # context around a block: its edges see what lies beyond, as in tiled inference
 SPREAD_BLOCKS = 24  # blocks predicted beyond the view (24 megapixels) once the view is done
@@ -117,6 +119,10 @@ class SlidePredictions(QObject):
             return
         path = s.project.image_path(s.project.entry(doc.image_id))
         height, width = doc.height, doc.width
+        # Tiles of 512 within a block: a tenth of the whole block's activations (1 GB in fp32),
+        # so the window on a slide stays within the memory of the window on a photo.
+        predictor = copy.copy(predictor)
+        predictor.tile = min(predictor.tile or TILE, TILE)
 
         def work():
             from core.io.slides import open_slide
