@@ -99,8 +99,8 @@ class SlidePredictions(QObject):
         """Predict around the current view (after the running job stops, if one runs)."""
         s, doc = self.session, self.doc
         predictor = s.usable_predictor()
-        if doc is None or predictor is None or s.project is None or self.view.isEmpty():
-            return
+        if doc is None or predictor is None or s.project is None or self.view.isEmpty() or s.runner.closing:
+            return  # (quitting: nothing starts)
         if self._thread is not None:
             self._restart = True
             self._thread.cancel()
