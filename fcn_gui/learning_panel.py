@@ -52,7 +52,11 @@ class LearningPanel(QWidget):
         self.status.setWordWrap(True)
         # Its text changes with every step: it wraps to the dock, never widens or narrows it
         # (a dock that resized moved the canvas under the brush).
-        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        # Its height follows its wrapped text (the policy made anew loses that flag: the text was
+        # cut to half a line in a dock full of charts, seen in a screenshot).
+        policy = QSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        policy.setHeightForWidth(True)
+        self.status.setSizePolicy(policy)
         self.improved = QLabel("")
         self.improved.setWordWrap(True)
         self.improved.setStyleSheet("QLabel { color: #2e7d32; font-weight: bold; }")
