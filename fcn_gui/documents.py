@@ -177,13 +177,33 @@ class Documents(QObject):
             doc.modified = False
         self.session.save_async()
 
+    def _review_slide(self, doc: SlideDocument) -> None:
+        """A slide's tiles the user painted in become training targets (each whole, as it is now)."""
+        s = self.session
+        doc.flush()
+        painted = sum(1 for tile in doc.tiles.values() if tile.painted.any())
+        if not painted:
+            s.message.emit(
+                f"{doc.image_id}: paint the parts you checked first; the tiles you paint in train the model"
+            )
+            return
+        entry = s.project.entry(doc.image_id)
+        s.project.set_state(entry, "reviewed")
+        self.session.save_async()
+        s.entry_changed.emit(entry.id)
+        s.states_changed.emit()
+        s.reviewed.emit(entry.id, None)
+        s.message.emit(
+            f"{entry.id} marked reviewed: the {painted} tiles of 512 px you painted in train the model"
+        )
+
     def mark_reviewed(self) -> None:
         """The current label becomes a trusted training target; records how much was corrected."""
         doc, s = self.doc, self.session
         if doc is None:
             return
         if isinstance(doc, SlideDocument):
-            s.message.emit("A slide cannot be marked reviewed yet: its painted tiles are saved as they are")
+            self._review_slide(doc)
             return
         entry = s.project.entry(doc.image_id)
         predicted = doc.predicted  # read with the image, off the GUI thread

@@ -19,8 +19,10 @@ import numpy as np
 
 from core.base.errors import FcnGuiError
 from core.io.images import read_image
+from core.io.slides import open_slide
 from core.model.checkpoints import SegmentationModel, load_checkpoint
 from core.model.networks import replace_classifier
+from core.store.label_tiles import TILE
 from core.store.project import Project
 from core.training.assist import Assistant
 from core.training.history import LearningHistory
@@ -43,6 +45,40 @@ def reviewed_example(project: Project, image_id: str, label: np.ndarray | None =
         return Example(image_id, image, label, wrong)
     except (FcnGuiError, ValueError, OSError):
         return None
+
+
+SLIDE_TILE_MARK = "#"  # a slide's tile example is "<image id>#<row>_<col>"
+SLIDE_TILES = 64  # a reviewed slide trains on at most this many of its tiles (the most painted)
+
+
+def slide_examples(project: Project, image_id: str) -> list[Example]:
+    """A reviewed slide's tiles that the user painted in, each a training example of 512 x 512
+    (its label: the tile as reviewed), read from the slide region by region, never whole."""
+    try:
+        entry = project.entry(image_id)
+        tiles = project.slide_tiles(entry)
+        found = [(key, data) for key in tiles.on_disk() if (data := tiles.read(*key)) is not None]
+        found = sorted(found, key=lambda item: -int(item[1][1].sum()))[:SLIDE_TILES]
+        examples = []
+        with open_slide(project.image_path(entry)) as slide:
+            height, width = slide.levels[0]
+            for (row, col), (label, painted) in found:
+                if not painted.any():
+                    continue
+                y, x = row * TILE, col * TILE
+                h, w = min(TILE, height - y), min(TILE, width - x)
+                image = slide.read(0, y, x, h, w)
+                examples.append(
+                    Example(f"{image_id}{SLIDE_TILE_MARK}{row}_{col}", image, label[:h, :w].copy())
+                )
+        return examples
+    except (FcnGuiError, ValueError, OSError):
+        return []
+
+
+def is_slide_label(project: Project, image_id: str) -> bool:
+    """The image's label is kept in tiles (a slide), not in one label file."""
+    return project.slide_tiles(project.entry(image_id)).folder.is_dir()
 
 
 def build_learner(
@@ -95,6 +131,7 @@ def learn(
     ids = project.ids(("reviewed",))
     changes = [("add", image_id, None) for image_id in ids]
     quick_from = len(ids) - QUICK_AT_START  # older reviews train the network only
+    slide_tiles: dict[str, list[str]] = {}  # a reviewed slide's tile examples
     events = assistant.events()
     try:
         while True:
@@ -102,6 +139,17 @@ def learn(
             for kind, image_id, payload in changes:
                 if kind == "remove":
                     learner.remove(image_id)
+                    for tile_id in slide_tiles.pop(image_id, []):
+                        learner.remove(tile_id)
+                elif kind == "add" and is_slide_label(project, image_id):
+                    for tile_id in slide_tiles.pop(image_id, []):
+                        learner.remove(tile_id)
+                    examples = slide_examples(project, image_id)
+                    for example in examples:
+                        assistant.add_reviewed(
+                            example.id, example.image, example.label, quick=quick_from <= 0
+                        )
+                    slide_tiles[image_id] = [example.id for example in examples]
                 elif kind == "live":
                     image, painted = payload
                     if assistant.image_id != image_id:

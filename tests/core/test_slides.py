@@ -260,3 +260,39 @@ def test_export_writes_a_slides_painted_tiles_as_a_georeferenced_pyramidal_label
     expected = np.full((1100, 1300), 255, np.uint8)
     expected[1024:, 1024 + 200 : 1024 + 276] = 1  # the tile clipped at the slide's edge
     assert np.array_equal(back, expected)
+
+
+def test_a_reviewed_slide_trains_the_learner_on_the_tiles_painted_in_read_region_by_region(tmp_path, unet):
+    from core.store.project import Project
+    from core.training.learner import LearnerConfig
+    from core.training.project_learner import learn, slide_examples
+    from core.training.review_feed import ReviewFeed
+
+    image = photo(1100, 1300)
+    write_pyramid(tmp_path / "ortho.tif", image)
+    with Project.create(tmp_path / "proj") as project:
+        (entry,) = project.add_images([tmp_path / "ortho.tif"])
+        tiles = project.slide_tiles(entry)
+        label = np.full((512, 512), 255, np.uint8)
+        label[100:300, 100:300] = 15
+        tiles.write(0, 1, label, label != 255)  # painted in
+        tiles.write(2, 2, np.zeros((512, 512), np.uint8), np.zeros((512, 512), bool))  # predicted only
+        project.set_state(entry, "reviewed")
+        project.flush()
+        examples = slide_examples(project, entry.id)
+        assert [e.id for e in examples] == ["ortho#0_1"]
+        assert np.array_equal(examples[0].image, image[:512, 512:1024])
+        assert np.array_equal(examples[0].label, label)
+        learners = []
+        config = LearnerConfig(device="cpu", precision="fp32", crop=64, batch_size=2, rest_after_steps=10**9)
+        feed = ReviewFeed()
+        gen = learn(project, unet, config, feed, started=learners.append)
+        for _event in gen:
+            if learners[0].steps >= 2:
+                break
+        ids = {e.id for e in learners[0]._examples.values()}
+        assert ids == {"ortho#0_1"}  # the slide trains through its painted tile, never read whole
+        feed.unreviewed("ortho")
+        next(gen)
+        assert not learners[0]._examples.values()
+        gen.close()

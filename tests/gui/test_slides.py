@@ -130,6 +130,11 @@ def test_a_stroke_on_a_slide_saves_only_its_tiles_and_undo_and_reopening_keep_it
     again = make_window(slide_folder)
     assert again.session.doc.class_at(x0, y) == 15
     assert 15 in again.session.doc.overview[y // again.session.doc.step]  # drawn zoomed out too
+    reviewed = []
+    again.session.reviewed.connect(lambda image_id, label: reviewed.append(image_id))
+    again.act["reviewed"].trigger()  # the tiles painted in become training targets
+    project = again.session.project
+    assert reviewed == ["ortho"] and project.entry("ortho").state == "reviewed"
 
 
 def test_slide_tiles_survive_kill_9_mid_painting(tmp_path, slide_folder):
