@@ -126,7 +126,7 @@ def segment_part(args: argparse.Namespace, work: Path) -> dict:
 
     torch.manual_seed(0)
     results: dict = {}
-    nets = [("unet", args.small_side), ("unet", args.side)]
+    nets = [("unet", side) for side in (args.small_side, args.side) if side]  # 0: skipped
     if args.fcn_side:
         nets.append(("fcn8s", args.fcn_side))
     for variant in sorted({v for v, _ in nets}):

@@ -81,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--only-reviewed", action="store_true", help="export reviewed labels only")
     exp.add_argument("--image-format", choices=("jpg", "png"), default="jpg")
     exp.add_argument(
+        "--slide-crops",
+        type=_limit("tile"),
+        default=0,
+        metavar="SIZE",
+        help="also cut slides into VOC images of SIZE x SIZE where they were painted (default: only "
+        "SlideLabels/<id>.tif)",
+    )
+    exp.add_argument(
         "--format",
         choices=("voc", "masks"),
         default="voc",
@@ -355,6 +363,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             seed=args.seed,
             only_reviewed=args.only_reviewed,
             image_format=args.image_format,
+            slide_crops=args.slide_crops,
         )
         report = run_with_progress(gen, unit="img", desc="export")
     print(report.summary())

@@ -27,6 +27,7 @@ from core.base.progress import Progress
 from core.formats.exporting import export_entries
 from core.formats.importing import ImportItem, ImportReport, import_items
 from core.formats.slide_labels import FOLDER, export_slide_labels
+from core.formats.slide_labels import slide_crops as crops_of
 from core.io.files import output_folder
 from core.io.images import find_image, open_image, read_image
 from core.io.labels import LabelClass, default_classes, palette_for, read_class_file, read_label, write_label
@@ -73,12 +74,15 @@ def export_voc(
     seed: int = 0,
     only_reviewed: bool = False,
     image_format: str = "jpg",
+    slide_crops: int = 0,
 ) -> Generator[Progress, None, ExportReport]:
     """Write ``project`` as a VOC segmentation dataset; yield per image; return the report.
 
     JPEG sources without EXIF rotation are copied byte for byte; other images are encoded
     (JPEG quality 95, or PNG with ``image_format="png"``, lossless but unreadable by
-    torchvision's loader, which expects ``.jpg``).
+    torchvision's loader, which expects ``.jpg``). Slides' labels are written as pyramidal TIFFs
+    in ``SlideLabels/``; with ``slide_crops`` (a size in pixels) the cells of that size they
+    were painted in also join the dataset as ordinary VOC images.
     """
     if image_format not in ("jpg", "png"):
         raise DatasetError(f"--image-format must be jpg or png, got {image_format!r}")
@@ -94,6 +98,14 @@ def export_voc(
         write_label(out / "SegmentationClass" / f"{entry.id}.png", label, project.classes)
         ids.append(entry.id)
         yield Progress(done, selection.total, entry.id)
+    for entry in selection.slides if slide_crops else []:
+        for crop_id, image, label in crops_of(project, entry, slide_crops):
+            with atomic_path(out / "JPEGImages" / f"{crop_id}.{image_format}") as tmp:
+                Image.fromarray(image).save(
+                    tmp, format="JPEG" if image_format == "jpg" else "PNG", quality=95
+                )
+            write_label(out / "SegmentationClass" / f"{crop_id}.png", label, project.classes)
+            ids.append(crop_id)
     train, val = split_ids(ids, val_fraction, seed)
     report.splits = {"train": train, "val": val, "trainval": sorted(train + val)}
     for name, ids in report.splits.items():

@@ -296,3 +296,28 @@ def test_a_reviewed_slide_trains_the_learner_on_the_tiles_painted_in_read_region
         next(gen)
         assert not learners[0]._examples.values()
         gen.close()
+
+
+def test_export_cuts_a_slide_into_voc_crops_where_it_was_painted_when_asked(tmp_path, capsys):
+    from core.cli import main
+    from core.store.project import Project
+
+    image = photo(1100, 1300)
+    write_pyramid(tmp_path / "ortho.tif", image)
+    with Project.create(tmp_path / "proj", classes=classes_from_names(["bg", "road"])) as project:
+        (entry,) = project.add_images([tmp_path / "ortho.tif"])
+        label = np.full((512, 512), 255, np.uint8)
+        label[10:20, 300:310] = 1  # in the 256-cell at (512, 768) only
+        project.slide_tiles(entry).write(1, 1, label, label != 255)
+        project.set_state(entry, "reviewed")
+    out = tmp_path / "voc"
+    assert main(["export", str(tmp_path / "proj"), "--out", str(out), "--slide-crops", "256"]) == 0
+    assert sorted(p.name for p in (out / "SegmentationClass").iterdir()) == ["ortho_512_768.png"]
+    crop = np.asarray(Image.open(out / "JPEGImages" / "ortho_512_768.jpg"))
+    assert crop.shape == (256, 256, 3) and np.abs(crop.astype(int) - image[512:768, 768:1024]).mean() < 4
+    back = np.asarray(Image.open(out / "SegmentationClass" / "ortho_512_768.png"))
+    assert (back[10:20, 44:54] == 1).all() and (back == 1).sum() == 100 and (back[back != 1] == 255).all()
+    assert (out / "SlideLabels" / "ortho.tif").is_file()
+    with pytest.raises(SystemExit) as usage:
+        main(["export", str(tmp_path / "proj"), "--out", str(tmp_path / "x"), "--slide-crops", "8"])
+    assert usage.value.code == 2 and "--slide-crops: 8 is out of range" in capsys.readouterr().err
