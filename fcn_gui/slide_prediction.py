@@ -28,8 +28,9 @@ SETTLE_MS = 250  # the view must rest this long before its prediction starts
 
 @dataclass
 class BlockPrediction:
-    """The label predicted for block ``key``, whose top-left pixel is ``(y, x)``."""
+    """The label predicted for block ``key`` of slide ``image_id``, whose top-left pixel is ``(y, x)``."""
 
+    image_id: str
     key: tuple[int, int]
     y: int
     x: int
@@ -117,7 +118,8 @@ class SlidePredictions(QObject):
         todo = [key for key in self.blocks() if key not in self.done]
         if not todo:
             return
-        path = s.project.image_path(s.project.entry(doc.image_id))
+        image_id = doc.image_id
+        path = s.project.image_path(s.project.entry(image_id))
         height, width = doc.height, doc.width
         # Tiles of 512 within a block: a tenth of the whole block's activations (1 GB in fp32),
         # so the window on a slide stays within the memory of the window on a photo.
@@ -136,7 +138,7 @@ class SlidePredictions(QObject):
                     region = slide[ry0:ry1, rx0:rx1]
                     prediction = yield from predictor.iter_predict(region)
                     label = prediction.label[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0]
-                    yield BlockPrediction((row, col), y0, x0, np.ascontiguousarray(label))
+                    yield BlockPrediction(image_id, (row, col), y0, x0, np.ascontiguousarray(label))
 
         self._thread = s.runner.start(
             work,
@@ -147,8 +149,8 @@ class SlidePredictions(QObject):
         )
 
     def _on_event(self, event) -> None:
-        if not isinstance(event, BlockPrediction) or self.doc is None:
-            return
+        if not isinstance(event, BlockPrediction) or self.doc is None or event.image_id != self.doc.image_id:
+            return  # (a block of the slide left behind, delivered after the switch)
         self.doc.apply_prediction(event.y, event.x, event.label)
         self.done[event.key] = None
         project = self.session.project
