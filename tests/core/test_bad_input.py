@@ -51,6 +51,7 @@ USAGE = [
     ("eval {voc} --checkpoint {ckpt} --seed 1.5", "--seed"),
     ("export {project} --out {out} --val-fraction 1.5", "--val-fraction"),
     ("export {project} --out {out} --seed x", "--seed"),
+    ("export {project} --out {out} --slide-crops 8", "--slide-crops"),
     ("info --variant fcn8s --size 0", "--size"),
 ]
 
