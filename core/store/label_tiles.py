@@ -46,7 +46,10 @@ class LabelTiles:
 
     def read(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The tile's ``(label, painted)`` (``TILE x TILE``), or ``None`` when it is not on disk."""
-        path = self.path(row, col)
+        return self.read_file(self.path(row, col))
+
+    def read_file(self, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+        """``read`` of a tile file by its path (a copy kept elsewhere, e.g. a training snapshot)."""
         try:
             with Image.open(path) as img:
                 if img.mode != "LA" or img.size != (TILE, TILE):

@@ -11,6 +11,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
@@ -21,17 +22,21 @@ from core.base.errors import DatasetError, FcnGuiError
 from core.formats.voc import dataset_classes, find_image, find_voc_root, split_ids
 from core.io.images import read_image
 from core.io.labels import VOID, LabelClass, check_label_size, read_class_file, read_label
+from core.io.slides import open_slide
+from core.store.label_tiles import TILE, LabelTiles
 from core.store.project import DEFAULT_SUBFOLDER, Project, is_project, project_parts
 from core.training.sampling import EXACT
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One training pair on disk."""
+    """One training pair on disk. ``region`` ``(y, x, h, w)``: a slide's tile, read from the
+    slide ``image`` there, its label the tile file ``label`` (class and painted marks)."""
 
     image: Path
     label: Path
     name: str
+    region: tuple[int, int, int, int] | None = None
 
 
 @dataclass
@@ -82,30 +87,56 @@ class TrainData:
         """Reviewed images only; with ``snapshot_dir``, labels are copied there first so later
         edits in the app cannot change a running training."""
         project.flush()
-        reviewed = [e for e in project.entries(("reviewed",)) if project.label_path(e).exists()]
-        if not reviewed:
+        entries = project.entries(("reviewed",))
+        reviewed = [e for e in entries if project.label_path(e).exists()]
+        labelled = {e.id for e in reviewed}
+        slides = [e for e in entries if e.id not in labelled and project.slide_tiles(e).on_disk()]
+        if not reviewed and not slides:
             raise DatasetError(
                 "no reviewed images to train on: mark corrected labels reviewed first", project.root
             )
-        samples = {}
+        samples: dict[str, list[Sample]] = {}
         for e in reviewed:
             label = project.label_path(e)
             if snapshot_dir is not None:
                 snapshot_dir.mkdir(parents=True, exist_ok=True)
                 label = Path(shutil.copy2(label, snapshot_dir / label.name))
-            samples[e.id] = Sample(project.image_path(e), label, e.id)
+            samples[e.id] = [Sample(project.image_path(e), label, e.id)]
+        for e in slides:
+            samples[e.id] = _slide_samples(project, e, snapshot_dir)
+        # A slide's tiles stay on one side of the split: neighbours would leak into val.
         train_ids, val_ids = split_ids(list(samples), val_fraction, seed)
         return cls(
-            [samples[i] for i in train_ids],
-            [samples[i] for i in val_ids],
+            [x for i in train_ids for x in samples[i]],
+            [x for i in val_ids for x in samples[i]],
             list(project.classes),
-            f"project {project.root} ({len(reviewed)} reviewed)",
+            f"project {project.root} ({len(reviewed) + len(slides)} reviewed)",
         )
 
     def with_classes(self, class_file: Path | None) -> TrainData:
         if class_file is not None:
             self.classes = read_class_file(class_file)
         return self
+
+
+def _slide_samples(project: Project, entry, snapshot_dir: Path | None) -> list[Sample]:
+    """A reviewed slide's tiles the user painted in, as samples read region by region."""
+    tiles = project.slide_tiles(entry)
+    with open_slide(project.image_path(entry)) as slide:
+        height, width = slide.levels[0]
+    samples = []
+    for row, col in tiles.on_disk():
+        data = tiles.read(row, col)
+        if data is None or not data[1].any():
+            continue
+        label = tiles.path(row, col)
+        if snapshot_dir is not None:
+            snapshot_dir.mkdir(parents=True, exist_ok=True)
+            label = Path(shutil.copy2(label, snapshot_dir / f"{entry.id}#{label.name}"))
+        y, x = row * TILE, col * TILE
+        region = (y, x, min(TILE, height - y), min(TILE, width - x))
+        samples.append(Sample(project.image_path(entry), label, f"{entry.id}#{row}_{col}", region))
+    return samples
 
 
 def from_worker(exc: FcnGuiError) -> FcnGuiError:
@@ -119,6 +150,18 @@ def from_worker(exc: FcnGuiError) -> FcnGuiError:
     clean = type(exc).__new__(type(exc))
     FcnGuiError.__init__(clean, last.split(": ", 1)[1] if ": " in last else last)
     return clean
+
+
+def _read_slide_tile(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """A slide tile sample: its region of the slide and its label (void where not painted
+    counts: the tile was reviewed whole)."""
+    y, x, h, w = sample.region
+    data = LabelTiles(sample.label.parent).read_file(sample.label)
+    if data is None:
+        raise DatasetError("the tile's label cannot be read; mark the slide reviewed again", sample.label)
+    with open_slide(sample.image) as slide:
+        image = slide.read(0, y, x, h, w)
+    return image, np.ascontiguousarray(data[0][:h, :w])
 
 
 class RandomScale(v2.Transform):
@@ -174,8 +217,11 @@ class SegmentationDataset(Dataset):
 
     def load(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         s = self.samples[index]
-        image = read_image(s.image)
-        label = read_label(s.label, num_classes=self.num_classes)
+        if s.region is not None:
+            image, label = _read_slide_tile(s)
+        else:
+            image = read_image(s.image)
+            label = read_label(s.label, num_classes=self.num_classes)
         check_label_size(label, (image.shape[1], image.shape[0]), s.label, s.image)
         return (
             tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)),

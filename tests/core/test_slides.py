@@ -321,3 +321,28 @@ def test_export_cuts_a_slide_into_voc_crops_where_it_was_painted_when_asked(tmp_
     with pytest.raises(SystemExit) as usage:
         main(["export", str(tmp_path / "proj"), "--out", str(tmp_path / "x"), "--slide-crops", "8"])
     assert usage.value.code == 2 and "--slide-crops: 8 is out of range" in capsys.readouterr().err
+
+
+def test_train_on_a_project_takes_a_reviewed_slides_painted_tiles_read_region_by_region(tmp_path, capsys):
+    from core.cli import main
+    from core.store.project import Project
+    from core.training.datasets import SegmentationDataset, TrainData
+
+    image = photo(1100, 1300)
+    write_pyramid(tmp_path / "ortho.tif", image)
+    with Project.create(tmp_path / "proj", classes=classes_from_names(["bg", "road"])) as project:
+        (entry,) = project.add_images([tmp_path / "ortho.tif"])
+        label = np.zeros((512, 512), np.uint8)
+        label[:, 200:] = 1
+        project.slide_tiles(entry).write(2, 2, label, label == 1)  # the corner tile: 76 x 276 px
+        project.slide_tiles(entry).write(0, 0, label, np.zeros_like(label, bool))  # predicted only
+        project.set_state(entry, "reviewed")
+    data = TrainData.from_path(tmp_path / "proj", val_fraction=0.0)
+    assert [s.name for s in data.train] == ["ortho#2_2"] and not data.val
+    pair = SegmentationDataset(data.train, 2, lambda i, m: (i, m)).load(0)
+    assert np.array_equal(pair[0].permute(1, 2, 0).numpy(), image[1024:, 1024:])
+    assert np.array_equal(pair[1].numpy(), label[:76, :276])
+    out = tmp_path / "slide.safetensors"
+    args = ["train", str(tmp_path / "proj"), "--output", str(out), "--variant", "unet", "--steps", "2",
+            "--batch-size", "1", "--crop", "64", "--workers", "0", "--val-every", "2"]  # fmt: skip
+    assert main(args) == 0 and out.is_file()
