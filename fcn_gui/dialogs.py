@@ -8,6 +8,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
 
 from core.io.images import IMAGE_SUFFIXES
+from core.io.slides import OPENSLIDE_SUFFIXES
 
 DOWNLOADS = {
     "VGG16 ImageNet backbone for FCN-8s (528 MB; fine-tune before use)": ("vgg16-imagenet", "vgg16"),
@@ -17,7 +18,7 @@ DOWNLOADS = {
 
 
 def ask_images(parent: QWidget, start: str) -> list[str]:
-    pattern = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
+    pattern = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES | OPENSLIDE_SUFFIXES))
     files, _ = QFileDialog.getOpenFileNames(parent, "Open images", start, f"Images ({pattern})")
     return files
 

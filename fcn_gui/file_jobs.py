@@ -14,9 +14,12 @@ from PySide6.QtCore import QObject
 from core.base.errors import FcnGuiError
 from core.formats.detect import dataset_root
 from core.io.images import IMAGE_SUFFIXES
+from core.io.slides import OPENSLIDE_SUFFIXES
 from core.store.project import Project
 
 from .session import project_for_images
+
+OPENABLE = IMAGE_SUFFIXES | OPENSLIDE_SUFFIXES  # photos, and slide formats that are not TIFF
 
 
 class FileJobs(QObject):
@@ -49,7 +52,7 @@ class FileJobs(QObject):
                         pass  # a plain image folder
                 project = Project.open_path(folder, classes, scan=False)
                 return "project", project
-            images = [p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            images = [p for p in paths if p.is_file() and p.suffix.lower() in OPENABLE]
             if not images:
                 raise FcnGuiError("none of these is an image, an image folder or a project", paths[0])
             return "files", project_for_images(images, classes)

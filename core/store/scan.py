@@ -17,6 +17,7 @@ from pathlib import Path
 from core.base.progress import Progress
 from core.io.files import walk_files
 from core.io.images import is_image_path
+from core.io.slides import OPENSLIDE_SUFFIXES
 from core.store.project import Project
 
 FIRST_BATCH = 20
@@ -54,7 +55,7 @@ def scan_folder(project: Project, folder: str | Path) -> Generator[ScanProgress,
     looked = 0
     for path in walk_files(folder, report.skipped):
         looked += 1
-        if is_image_path(path):
+        if is_image_path(path) or os.path.splitext(path)[1].lower() in OPENSLIDE_SUFFIXES:
             batch.append(path)
         if len(batch) >= (FIRST_BATCH if report.added == 0 else BATCH):
             yield _add(project, batch, taken, looked, report)

@@ -217,3 +217,20 @@ def test_a_slide_is_predicted_in_view_first_around_the_users_strokes(make_window
     session.slide_predictions.start()  # the view moved while a block ran: a restart is due...
     window.close()  # ...and the app quits: nothing starts, nothing raises
     assert "slide-predict" not in session.runner.names()
+
+
+def test_a_vendor_format_opens_as_a_slide_through_openslide(make_window, tmp_path, qtbot):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    pixels = np.zeros((600, 700, 3), np.uint8)
+    pixels[:, :, 0] = 200
+    with tifffile.TiffWriter(folder / "scan.ndpi") as tif:  # OpenSlide's generic-tiff, by content
+        tif.write(pixels, tile=(256, 256), compression="zlib", photometric="rgb")
+    window = make_window(folder)
+    doc = window.session.doc
+    assert type(doc.slide).__name__ == "_OpenSlide" and (doc.width, doc.height) == (700, 600)
+    qtbot.waitUntil(lambda: bool(doc.loader.requested), timeout=10000)
+    key = doc.loader.requested[0]
+    qtbot.waitUntil(lambda: doc.loader.get(key) is not None, timeout=10000)
+    colour = doc.loader.get(key).pixelColor(5, 5)
+    assert (colour.red(), colour.green(), colour.blue()) == (200, 0, 0)
