@@ -20,7 +20,7 @@ from PySide6.QtGui import QImage, QPainter, QUndoCommand, QUndoStack
 
 from core.io.labels import VOID, LabelClass
 from core.io.slides import Slide
-from core.store.label_tiles import TILE, LabelTiles
+from core.store.label_tiles import TILE, LabelTiles, tile_parts
 
 from .document import UNDO_LIMIT, _lut
 from .slide_tiles import TileLoader
@@ -164,13 +164,8 @@ class SlideDocument(QObject):
         x0, y0 = max(0, x - half), max(0, y - half)
         x1, y1 = min(self.width, x0 + FILL_WINDOW), min(self.height, y0 + FILL_WINDOW)
         window = np.full((y1 - y0, x1 - x0), VOID, dtype=np.uint8)
-        for (row, col), tile in self._tiles_in(y0, x0, y1, x1, create=False):
-            ty, tx = row * TILE, col * TILE
-            sy0, sx0 = max(y0, ty), max(x0, tx)
-            sy1, sx1 = min(y1, ty + TILE), min(x1, tx + TILE)
-            window[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = tile.label[
-                sy0 - ty : sy1 - ty, sx0 - tx : sx1 - tx
-            ]
+        for _key, tile, in_tile, in_box in self._parts(y0, x0, y1, x1, create=False):
+            window[in_box] = tile.label[in_tile]
         return y0, x0, window
 
     # --- editing -----------------------------------------------------------------------------
@@ -186,16 +181,13 @@ class SlideDocument(QObject):
         if self._before is None:
             self.begin_stroke()
         colour = self._lut[value]
-        for key, tile in self._tiles_in(y0, x0, y1, x1, create=True):
-            ty, tx = key[0] * TILE, key[1] * TILE
-            sy0, sx0 = max(y0, ty), max(x0, tx)
-            sy1, sx1 = min(y1, ty + TILE), min(x1, tx + TILE)
-            m = mask[sy0 - y : sy1 - y, sx0 - x : sx1 - x]
+        mask = mask[y0 - y : y1 - y, x0 - x : x1 - x]  # the part inside the slide
+        for key, tile, box, in_box in self._parts(y0, x0, y1, x1, create=True):
+            m = mask[in_box]
             if not m.any():
                 continue
             if key not in self._before:
                 self._before[key] = (tile.label.copy(), tile.painted.copy())
-            box = (slice(sy0 - ty, sy1 - ty), slice(sx0 - tx, sx1 - tx))
             tile.label[box][m] = value
             tile.painted[box][m] = value != VOID  # an eraser to void unpaints
             if tile.overlay is not None:
@@ -251,11 +243,8 @@ class SlideDocument(QObject):
         h, w = label.shape
         y1, x1 = min(self.height, y + h), min(self.width, x + w)
         changed = {}
-        for key, tile in self._tiles_in(y, x, y1, x1, create=True):
-            ty, tx = key[0] * TILE, key[1] * TILE
-            sy0, sx0, sy1, sx1 = max(y, ty), max(x, tx), min(y1, ty + TILE), min(x1, tx + TILE)
-            box = (slice(sy0 - ty, sy1 - ty), slice(sx0 - tx, sx1 - tx))
-            new = label[sy0 - y : sy1 - y, sx0 - x : sx1 - x]
+        for key, tile, box, in_box in self._parts(y, x, y1, x1, create=True):
+            new = label[in_box]
             free = ~tile.painted[box]
             if not (tile.label[box][free] != new[free]).any():
                 continue
@@ -285,12 +274,13 @@ class SlideDocument(QObject):
             )
         return tile
 
-    def _tiles_in(self, y0: int, x0: int, y1: int, x1: int, create: bool):
-        for row in range(y0 // TILE, (y1 - 1) // TILE + 1):
-            for col in range(x0 // TILE, (x1 - 1) // TILE + 1):
-                tile = self._tile((row, col), create)
-                if tile is not None:
-                    yield (row, col), tile
+    def _parts(self, y0: int, x0: int, y1: int, x1: int, create: bool):
+        """``(key, tile, part of the tile, part of the box)`` for the tiles under the box (made
+        void where missing with ``create``, else only those there)."""
+        for key, in_tile, in_box in tile_parts(y0, x0, y1, x1):
+            tile = self._tile(key, create)
+            if tile is not None:
+                yield key, tile, in_tile, in_box
 
     def _tile_box(self, key: tuple[int, int]) -> tuple[int, int, int, int]:
         y0, x0 = key[0] * TILE, key[1] * TILE
@@ -304,7 +294,7 @@ class SlideDocument(QObject):
             return
         ys, xs = np.arange(oy0, oy1) * s, np.arange(ox0, ox1) * s
         block = np.full((len(ys), len(xs)), VOID, dtype=np.uint8)
-        for (row, col), tile in self._tiles_in(
+        for (row, col), tile, _in_tile, _in_box in self._parts(
             int(ys[0]), int(xs[0]), int(ys[-1]) + 1, int(xs[-1]) + 1, False
         ):
             in_y = (ys // TILE) == row
@@ -353,7 +343,7 @@ class SlideDocument(QObject):
         painter.setOpacity(opacity)
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
         if scale >= TILE_OVERLAY_FROM_SCALE:
-            for key, _tile in self._tiles_in(src.top(), src.left(), src.bottom() + 1, src.right() + 1, False):
+            for key, *_parts in self._parts(src.top(), src.left(), src.bottom() + 1, src.right() + 1, False):
                 y0, x0, y1, x1 = self._tile_box(key)
                 painter.drawImage(
                     target(x0, y0, x1 - x0, y1 - y0), self._overlay(key), QRectF(0, 0, x1 - x0, y1 - y0)

@@ -10,11 +10,9 @@ from __future__ import annotations
 from collections.abc import Generator
 from pathlib import Path
 
-import numpy as np
-
 from core.base.progress import Progress
 from core.io.label_pyramid import LabelPyramidWriter
-from core.io.labels import VOID, palette_for
+from core.io.labels import palette_for
 from core.io.slides import open_slide
 from core.store.label_tiles import TILE
 from core.store.project import ImageEntry, Project
@@ -47,42 +45,19 @@ def write_slide_label(
     writer = LabelPyramidWriter(
         out, height, width, plan={"export": entry.id}, palette=palette_for(project.classes), geo=geo
     )
-    for row in range(-(-height // TILE)):
-        rows = min(TILE, height - row * TILE)
-        strip = np.full((rows, width), VOID, dtype=np.uint8)
-        for col in sorted(c for r, c in on_disk if r == row and c * TILE < width):
-            data = tiles.read(row, col)
-            if data is not None:
-                cols = min(TILE, width - col * TILE)
-                strip[:, col * TILE : col * TILE + cols] = data[0][:rows, :cols]
-        writer.add(row * TILE, strip)
+    for y in range(0, height, TILE):
+        writer.add(y, tiles.region(y, 0, min(TILE, height - y), width, on_disk)[0])
     return writer.finish()
-
-
-def label_region(project: Project, entry: ImageEntry, y: int, x: int, h: int, w: int):
-    """The slide's label and painted marks in the ``h x w`` region at ``(y, x)`` (void where no tile)."""
-    tiles = project.slide_tiles(entry)
-    label = np.full((h, w), VOID, dtype=np.uint8)
-    painted = np.zeros((h, w), dtype=bool)
-    for row in range(y // TILE, (y + h - 1) // TILE + 1):
-        for col in range(x // TILE, (x + w - 1) // TILE + 1):
-            data = tiles.read(row, col)
-            if data is None:
-                continue
-            ty, tx = row * TILE, col * TILE
-            sy0, sx0, sy1, sx1 = max(y, ty), max(x, tx), min(y + h, ty + TILE), min(x + w, tx + TILE)
-            src = (slice(sy0 - ty, sy1 - ty), slice(sx0 - tx, sx1 - tx))
-            dst = (slice(sy0 - y, sy1 - y), slice(sx0 - x, sx1 - x))
-            label[dst], painted[dst] = data[0][src], data[1][src]
-    return label, painted
 
 
 def slide_crops(project: Project, entry: ImageEntry, size: int):
     """``(crop id, image, label)`` for every ``size`` x ``size`` cell of the slide's grid that the
     user painted in: VOC-sized pieces of a slide, read region by region."""
+    tiles = project.slide_tiles(entry)
+    on_disk = set(tiles.on_disk())
     cells = sorted(
         {(r * TILE // size + i, c * TILE // size + j)
-         for r, c in project.slide_tiles(entry).on_disk()
+         for r, c in on_disk
          for i in range(-(-TILE // size) + 1) for j in range(-(-TILE // size) + 1)}
     )  # fmt: skip
     with open_slide(project.image_path(entry)) as slide:
@@ -92,6 +67,6 @@ def slide_crops(project: Project, entry: ImageEntry, size: int):
             if y >= height or x >= width:
                 continue
             h, w = min(size, height - y), min(size, width - x)
-            label, painted = label_region(project, entry, y, x, h, w)
+            label, painted = tiles.region(y, x, h, w, on_disk)
             if painted.any():
                 yield f"{entry.id}_{y}_{x}", slide.read(0, y, x, h, w), label

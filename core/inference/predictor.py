@@ -120,27 +120,23 @@ class Predictor:
         """
         tile = self.tile
         if tile is None:
-            budget = device_memory_budget(self.device)
-            if self._cost(height, width, height, width) <= budget:
-                tile = max(height, width)
-            else:
-                fits = [
-                    t
-                    for t in TILE_CHOICES
-                    if self._cost(min(t, height), min(t, width), height, width) <= budget
-                ]
-                tile = fits[0] if fits else TILE_CHOICES[-1]
+            whole = self._cost(height, width, height, width) <= device_memory_budget(self.device)
+            tile = max(height, width) if whole else self.largest_tile(height, width, held=True)
         return make_grid(height, width, tile, self.overlap)
 
     def plan_rows(self, height: int, width: int) -> TileGrid:
         """The tile grid for an image streamed band by band (``iter_predict_rows``): neither the
         image nor its outputs are held, so only a tile and the rows bands share count."""
-        tile = self.tile
-        if tile is None:
-            budget = device_memory_budget(self.device)
-            fits = [t for t in TILE_CHOICES if self._cost(min(t, height), min(t, width), 0, width) <= budget]
-            tile = fits[0] if fits else TILE_CHOICES[-1]
+        tile = self.tile or self.largest_tile(height, width, held=False)
         return make_grid(height, width, tile, self.overlap)
+
+    def largest_tile(self, height: int, width: int, *, held: bool) -> int:
+        """The largest standard tile whose cost fits the budget (``held``: the image and its
+        outputs share the memory too); the smallest when none does."""
+        budget = device_memory_budget(self.device)
+        rows = height if held else 0
+        fits = [t for t in TILE_CHOICES if self._cost(min(t, height), min(t, width), rows, width) <= budget]
+        return fits[0] if fits else TILE_CHOICES[-1]
 
     def _cost(self, tile_h: int, tile_w: int, height: int, width: int) -> int:
         """Bytes for one tile's forward pass and, when they share the memory, the image (3 bytes

@@ -38,11 +38,10 @@ def segment_slide(
     paths = slide_outputs(base)
     plan = {"model": model_fingerprint(predictor.model), "overlap": predictor.overlap}
     stored = read_plan(paths["label"])
-    tile = predictor.tile
+    tile = predictor.tile or predictor.largest_tile(height, width, held=False)
     if stored and {k: stored.get(k) for k in plan} == plan and stored.get("height") == height:
         tile = stored.get("tile", tile)  # resume on the grid the run began with
-    grid = predictor.plan_rows(height, width) if tile is None else None
-    plan["tile"] = tile or max(grid.tile_h, grid.tile_w)
+    plan["tile"] = tile
     palette = palette_for(predictor.model.info.classes)
     labels = LabelPyramidWriter(paths["label"], height, width, plan=plan, palette=palette, geo=slide.geo)
     writers = [labels]

@@ -23,7 +23,7 @@ from core.formats.voc import dataset_classes, find_image, find_voc_root, split_i
 from core.io.images import read_image
 from core.io.labels import VOID, LabelClass, check_label_size, read_class_file, read_label
 from core.io.slides import open_slide
-from core.store.label_tiles import TILE, LabelTiles
+from core.store.label_tiles import LabelTiles
 from core.store.project import DEFAULT_SUBFOLDER, Project, is_project, project_parts
 from core.training.sampling import EXACT
 
@@ -125,16 +125,11 @@ def _slide_samples(project: Project, entry, snapshot_dir: Path | None) -> list[S
     with open_slide(project.image_path(entry)) as slide:
         height, width = slide.levels[0]
     samples = []
-    for row, col in tiles.on_disk():
-        data = tiles.read(row, col)
-        if data is None or not data[1].any():
-            continue
+    for (row, col), region, _label, _painted in tiles.painted_in(height, width):
         label = tiles.path(row, col)
         if snapshot_dir is not None:
             snapshot_dir.mkdir(parents=True, exist_ok=True)
             label = Path(shutil.copy2(label, snapshot_dir / f"{entry.id}#{label.name}"))
-        y, x = row * TILE, col * TILE
-        region = (y, x, min(TILE, height - y), min(TILE, width - x))
         samples.append(Sample(project.image_path(entry), label, f"{entry.id}#{row}_{col}", region))
     return samples
 

@@ -22,7 +22,6 @@ from core.io.images import read_image
 from core.io.slides import open_slide
 from core.model.checkpoints import SegmentationModel, load_checkpoint
 from core.model.networks import replace_classifier
-from core.store.label_tiles import TILE
 from core.store.project import Project
 from core.training.assist import Assistant
 from core.training.history import LearningHistory
@@ -56,21 +55,14 @@ def slide_examples(project: Project, image_id: str) -> list[Example]:
     (its label: the tile as reviewed), read from the slide region by region, never whole."""
     try:
         entry = project.entry(image_id)
-        tiles = project.slide_tiles(entry)
-        found = [(key, data) for key in tiles.on_disk() if (data := tiles.read(*key)) is not None]
-        found = sorted(found, key=lambda item: -int(item[1][1].sum()))[:SLIDE_TILES]
-        examples = []
         with open_slide(project.image_path(entry)) as slide:
             height, width = slide.levels[0]
-            for (row, col), (label, painted) in found:
-                if not painted.any():
-                    continue
-                y, x = row * TILE, col * TILE
-                h, w = min(TILE, height - y), min(TILE, width - x)
-                image = slide.read(0, y, x, h, w)
-                examples.append(
-                    Example(f"{image_id}{SLIDE_TILE_MARK}{row}_{col}", image, label[:h, :w].copy())
-                )
+            found = list(project.slide_tiles(entry).painted_in(height, width))
+            found = sorted(found, key=lambda tile: -int(tile[3].sum()))[:SLIDE_TILES]
+            examples = [
+                Example(f"{image_id}{SLIDE_TILE_MARK}{row}_{col}", slide.read(0, *region), label)
+                for (row, col), region, label, _painted in found
+            ]
         return examples
     except (FcnGuiError, ValueError, OSError):
         return []
