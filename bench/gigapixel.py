@@ -1,7 +1,8 @@
 """Whole-slide scale: segment and open images far larger than memory (prints figures; not a test).
 
     python bench/gigapixel.py [--side 20000] [--small-side 10000] [--part segment|app|all]
-                              [--fcn-side 10000] [--app-sides 20000 100000] [--work DIR]
+                              [--fcn-side 10000] [--fcn-wide 10000 100000]
+                              [--app-sides 20000 100000] [--work DIR]
 
 Writes tiled pyramidal BigTIFFs made from the sample photos (JPEG tiles of 512, levels down
 to one tile; the content is photos, not noise), then:
@@ -10,7 +11,9 @@ to one tile; the content is photos, not noise), then:
   each in its own process: peak resident memory (it must not grow with the slide), megapixels
   per second against the same network on an in-memory 4,096 x 4,096 image (the ratio is
   the tiling and reading overhead), and the output read back (size, levels). ``--fcn-side``
-  adds FCN-8s on a slide of that side (0: skip; it runs at a tenth of the U-Net's speed).
+  adds FCN-8s on a slide of that side (0: skip; it runs at a tenth of the U-Net's speed);
+  ``--fcn-wide`` on slides that wide and ``WIDE_HEIGHT`` high (two bands of tiles: the
+  class scores the bands share, 21 classes of them, are what grows with the width).
 - app: see ``--part app``.
 """
 
@@ -59,10 +62,12 @@ def _tile(photos: list[np.ndarray], level: int, ty: int, tx: int, height: int, w
 
 
 PERIOD = 12  # the mosaic repeats every 12 tiles at every level (BLOCK is 3 tiles, 4 photos)
+WIDE_HEIGHT = 1100
 
 
-def write_slide(path: Path, side: int) -> float:
-    """A ``side x side`` tiled pyramidal BigTIFF of JPEG tiles; returns the seconds it took.
+def write_slide(path: Path, side: int, width: int | None = None) -> float:
+    """A ``side x side`` (or ``side x width``) tiled pyramidal BigTIFF of JPEG tiles; returns
+    the seconds it took.
 
     The mosaic repeats, so each distinct tile is encoded once and its bytes written again where
     it repeats: a 100,000-pixel slide (10 gigapixels) costs the disk's time, not the encoder's.
@@ -74,7 +79,8 @@ def write_slide(path: Path, side: int) -> float:
         return 0.0
     photos = _photos()
     start = time.perf_counter()
-    shapes = [(side, side)]
+    height, width = side, width or side
+    shapes = [(height, width)]
     while max(shapes[-1]) > TILE:
         shapes.append(((shapes[-1][0] + 1) // 2, (shapes[-1][1] + 1) // 2))
     encoded: dict[tuple[int, int, int], bytes] = {}
@@ -83,7 +89,7 @@ def write_slide(path: Path, side: int) -> float:
         edge = ty == rows - 1 or tx == cols - 1  # clipped at the border: not periodic
         key = (level, ty % PERIOD, tx % PERIOD)
         if edge or key not in encoded:
-            data = imagecodecs.jpeg8_encode(_tile(photos, level, ty, tx, side, side), level=90)
+            data = imagecodecs.jpeg8_encode(_tile(photos, level, ty, tx, height, width), level=90)
             if edge:
                 return data
             encoded[key] = data
@@ -126,10 +132,11 @@ def segment_part(args: argparse.Namespace, work: Path) -> dict:
 
     torch.manual_seed(0)
     results: dict = {}
-    nets = [("unet", side) for side in (args.small_side, args.side) if side]  # 0: skipped
+    nets = [("unet", side, side) for side in (args.small_side, args.side) if side]  # 0: skipped
     if args.fcn_side:
-        nets.append(("fcn8s", args.fcn_side))
-    for variant in sorted({v for v, _ in nets}):
+        nets.append(("fcn8s", args.fcn_side, args.fcn_side))
+    nets += [("fcn8s", WIDE_HEIGHT, width) for width in args.fcn_wide]
+    for variant in sorted({v for v, _, _ in nets}):
         model = new_model(ModelInfo(variant=variant, trained=True))
         ckpt = work / f"{variant}.safetensors"
         save_checkpoint(ckpt, model)
@@ -147,27 +154,28 @@ def segment_part(args: argparse.Namespace, work: Path) -> dict:
         results[f"{variant}_in_memory_mp_s"] = mp_s
         print(f"{variant}: in-memory 4096x4096: {secs:.1f} s, {mp_s:.2f} MP/s", flush=True)
         del ref, predictor, model
-    for variant, side in nets:
-        slide = work / f"slide_{side}.tif"
-        made = write_slide(slide, side)
+    for variant, side, width in nets:
+        size = f"{width}x{side}"
+        slide = work / (f"slide_{side}.tif" if width == side else f"slide_{size}.tif")
+        made = write_slide(slide, side, width)
         if made:
-            print(f"wrote {slide.name} ({side}x{side}, {slide.stat().st_size / 1e9:.2f} GB) in {made:.0f} s")
-        out = work / f"out_{variant}_{side}"
+            print(f"wrote {slide.name} ({size}, {slide.stat().st_size / 1e9:.2f} GB) in {made:.0f} s")
+        out = work / f"out_{variant}_{size}"
         cmd = [sys.executable, "-m", "fcn_gui", "segment", str(slide), "--out", str(out), "--overwrite"]
         cmd += ["--checkpoint", str(work / f"{variant}.safetensors"), "--precision", args.precision]
         wall, rss, text = _run_measured(cmd)
-        mp_s = side * side / 1e6 / wall
+        mp_s = side * width / 1e6 / wall
         with tifffile.TiffFile(out / f"{slide.stem}.tif") as tif:
             levels = [lvl.shape for lvl in tif.series[0].levels]
-            ok = levels[0] == (side, side) and tif.pages[0].is_tiled
+            ok = levels[0] == (side, width) and tif.pages[0].is_tiled
         ratio = results[f"{variant}_in_memory_mp_s"] / mp_s
         line = (
-            f"{variant} segment {side}x{side}: {wall:.0f} s, {mp_s:.2f} MP/s ({ratio:.2f}x the in-memory "
+            f"{variant} segment {size}: {wall:.0f} s, {mp_s:.2f} MP/s ({ratio:.2f}x the in-memory "
             f"time a pixel), peak RSS {rss:.2f} GB, output {levels[0][1]}x{levels[0][0]} in {len(levels)} "
             f"levels, tiled: {ok}"
         )
         print(line, flush=True)
-        results[f"{variant}_{side}"] = {"seconds": wall, "mp_s": mp_s, "ratio": ratio, "rss_gb": rss,
+        results[f"{variant}_{size}"] = {"seconds": wall, "mp_s": mp_s, "ratio": ratio, "rss_gb": rss,
                                         "levels": len(levels), "valid": ok}  # fmt: skip
         if "segmented" not in text:
             print(text)
@@ -180,6 +188,9 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=20_000)
     parser.add_argument("--small-side", type=int, default=10_000)
     parser.add_argument("--fcn-side", type=int, default=0, help="FCN-8s on a slide of this side (0: skip)")
+    parser.add_argument(
+        "--fcn-wide", type=int, nargs="*", default=[], help=f"FCN-8s on WIDTHx{WIDE_HEIGHT} slides"
+    )
     parser.add_argument("--app-sides", type=int, nargs="+", default=[20_000, 100_000])
     parser.add_argument("--part", choices=("segment", "app", "all"), default="all")
     parser.add_argument("--precision", default="auto")

@@ -3,7 +3,8 @@
 Large images are cut into overlapping tiles (see ``core.inference.tiling``) whose softmax
 probabilities are blended with Gaussian weights (``core.inference.blending``): only one tile and the
 rows the next band of tiles shares are held, so memory grows with the image's width times
-the overlap, never with width x height x classes.
+the overlap, never with width x height x classes; a streamed slide (``iter_predict_rows``)
+is predicted in panels of columns, so not even with its width.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from core.compute.devices import (
     prepare_device,
 )
 from core.inference.blending import BLEND_DTYPE, RowSink, TileBlender
-from core.inference.tiling import TileGrid, blend_window, make_grid
+from core.inference.tiling import ALIGN, TileGrid, blend_window, make_grid
 from core.model.checkpoints import SegmentationModel, copy_model
 from core.model.networks import forward_scaled
 
@@ -37,6 +38,9 @@ BYTES_PER_PIXEL = 750
 TILE_CHOICES = (1024, 896, 768, 640, 512, 384, 256)
 DEFAULT_OVERLAP = 64
 MIN_TILE = 256
+# The class scores two bands of a streamed image share (``iter_predict_rows``): at most this
+# many bytes, so a slide is predicted in panels of columns when it is wider than they allow.
+CARRY_BYTES = 256 * 2**20
 
 
 class PredictionError(FcnGuiError):
@@ -134,13 +138,21 @@ class Predictor:
         """The largest standard tile whose cost fits the budget (``held``: the image and its
         outputs share the memory too); the smallest when none does."""
         budget = device_memory_budget(self.device)
-        rows = height if held else 0
-        fits = [t for t in TILE_CHOICES if self._cost(min(t, height), min(t, width), rows, width) <= budget]
+        rows, carried = (height, width) if held else (0, min(width, self.carry_columns()))
+        fits = [t for t in TILE_CHOICES if self._cost(min(t, height), min(t, width), rows, carried) <= budget]
         return fits[0] if fits else TILE_CHOICES[-1]
+
+    def carry_columns(self) -> int:
+        """The most image columns one ``iter_predict_rows`` call should cover: the class scores
+        (and weights) that consecutive bands share, ``overlap`` rows of them held twice while a
+        band is blended, stay within ``CARRY_BYTES``."""
+        per_column = 2 * (self.model.info.num_classes + 1) * BLEND_DTYPE.itemsize * (self.overlap + ALIGN)
+        return CARRY_BYTES // per_column
 
     def _cost(self, tile_h: int, tile_w: int, height: int, width: int) -> int:
         """Bytes for one tile's forward pass and, when they share the memory, the image (3 bytes
-        per pixel), the outputs (3) and the blending buffers."""
+        per pixel; ``height`` 0 when it is not held), the outputs (3) and the blending buffers
+        (the rows two bands share, ``width`` wide)."""
         activations = self._activations(tile_h, tile_w)
         if self.device.type == "cuda":
             return activations  # the rest lives in host memory
@@ -206,7 +218,13 @@ class Predictor:
         )
 
     def iter_predict_rows(
-        self, source, sink: RowSink, *, start_row: int = 0, tile: int | None = None
+        self,
+        source,
+        sink: RowSink,
+        *,
+        start_row: int = 0,
+        tile: int | None = None,
+        columns: tuple[int, int] | None = None,
     ) -> Generator[Progress, None, TileGrid]:
         """Predict a lazily read ``source`` (a ``core.io.slides.Slide``, or any ``HxWx3 uint8``
         array) band by band: ``sink(y, label_rows, confidence_rows)`` gets each band's final rows.
@@ -214,9 +232,13 @@ class Predictor:
         Tiles are read from the source as they are needed and nothing of the image's size is
         held. ``start_row`` resumes: bands before it are skipped (the one above is run again for
         the rows it shares, so the labels equal an uninterrupted run's, bit for bit). ``tile``
-        fixes the tile side (a resumed run keeps its first grid). Returns the grid used.
+        fixes the tile side (a resumed run keeps its first grid). ``columns`` (``start, end``)
+        predicts only those image columns, from the tiles of the whole image's grid that touch
+        them, so a panel of columns equals the same columns of the whole, bit for bit: an image
+        wider than ``carry_columns`` is predicted panel by panel. Returns the grid used.
         """
         height, width = source.shape[:2]
+        start, end = columns or (0, width)
         given = start_row
 
         def counted(y: int, label: np.ndarray, confidence: np.ndarray) -> None:
@@ -225,14 +247,20 @@ class Predictor:
             given = max(given, y + len(label))
 
         while True:
-            grid = make_grid(height, width, tile, self.overlap) if tile else self.plan_rows(height, width)
+            whole = make_grid(height, width, tile, self.overlap) if tile else self.plan_rows(height, width)
+            grid, x0 = whole.columns(start, end)
+
+            def cropped(y: int, label: np.ndarray, confidence: np.ndarray, x0: int = x0) -> None:
+                counted(y, label[:, start - x0 : end - x0], confidence[:, start - x0 : end - x0])
+
             bands = list(grid.bands())
             pending = [i for i, (_y, _rows, next_y) in enumerate(bands) if next_y > given]
             if not pending:
-                return grid
+                return whole
             try:
-                yield from self._run_grid(source, grid, sink=counted, start_band=max(0, pending[0] - 1))
-                return grid
+                start_band = max(0, pending[0] - 1)
+                yield from self._run_grid(source, grid, sink=cropped, start_band=start_band, x0=x0)
+                return whole
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -242,7 +270,7 @@ class Predictor:
                 yield Progress(0, len(grid), message)
 
     def _run_grid(
-        self, image, grid: TileGrid, sink: RowSink | None = None, start_band: int = 0
+        self, image, grid: TileGrid, sink: RowSink | None = None, start_band: int = 0, x0: int = 0
     ) -> Generator[Progress, None, Prediction]:
         window_cpu = torch.from_numpy(blend_window(grid.tile_h, grid.tile_w))
         window = window_cpu.to(self.device)
@@ -252,7 +280,7 @@ class Predictor:
         for y, _rows_final, _next_y in list(grid.bands())[start_band:]:
             for start in range(0, len(grid.xs), batch):
                 xs = grid.xs[start : start + batch]
-                for probs in self._forward(image, y, xs, grid, window).cpu():
+                for probs in self._forward(image, y, tuple(x0 + x for x in xs), grid, window).cpu():
                     blender.add(probs)
                 done += len(xs)
                 yield Progress(done, total, "predicting")

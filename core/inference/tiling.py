@@ -58,6 +58,19 @@ class TileGrid:
             nxt = self.ys[i + 1] if i + 1 < len(self.ys) else self.height
             yield y, nxt - y, nxt
 
+    def columns(self, start: int, end: int) -> tuple[TileGrid, int]:
+        """The tiles touching image columns ``[start, end)``, as a grid of their own, and the
+        image column ``x0`` that is its column 0: ``(grid, x0)``.
+
+        Every tile that covers one of those columns is in it, in the same order, so those
+        columns blend exactly as in the whole grid (bit for bit); the columns beside them do not.
+        """
+        first = next(i for i, x in enumerate(self.xs) if x + self.tile_w > start)
+        last = max(i for i, x in enumerate(self.xs) if x < end)
+        x0 = self.xs[first]
+        xs = tuple(x - x0 for x in self.xs[first : last + 1])
+        return TileGrid(self.height, xs[-1] + self.tile_w, self.tile_h, self.tile_w, self.ys, xs), x0
+
 
 def make_grid(height: int, width: int, tile: int, overlap: int) -> TileGrid:
     """The grid for an image; one tile when the image is no larger than ``tile`` either way."""

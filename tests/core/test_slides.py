@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from core.base.progress import drain
-from core.inference.predictor import Predictor
+from core.inference.predictor import CARRY_BYTES, Predictor
 from core.inference.segment import SegmentOptions, segment_paths
 from core.inference.slide_segment import segment_slide
 from core.io.labels import classes_from_names
@@ -174,7 +174,7 @@ def test_interrupted_slide_segment_resumes_from_the_tiles_written(tmp_path, unet
         gen.close()  # as Ctrl+C or a killed process leaves it: strips on disk, no label
         assert not (tmp_path / "out" / "slide.tif").exists()
         strips = sorted(p.name for p in (tmp_path / "out" / "slide.tif.partial").glob("L0_*.png"))
-        assert strips == ["L0_000000.png"]  # 512 of 1200 rows, written whole
+        assert strips == ["L0_000000_0000.png"]  # 512 of 1200 rows, written whole
         events = []
         out = drain(segment_slide(predictor, slide, base), events.append)
     skipped = events[0].done - 1  # one tile a batch: the first batch resumed is tile skipped + 1
@@ -182,6 +182,48 @@ def test_interrupted_slide_segment_resumes_from_the_tiles_written(tmp_path, unet
     expected = predictor.predict(image).label
     with tifffile.TiffFile(out) as tif:
         assert np.array_equal(tif.series[0].levels[0].asarray(), expected)
+
+
+def test_a_wide_slide_is_segmented_in_panels_of_columns_equal_to_the_whole_and_resumes_mid_panel(
+    tmp_path, unet
+):
+    image = photo(700, 1100)
+    path = tmp_path / "wide.tif"
+    write_pyramid(path, image, levels=2)
+    predictor = Predictor(unet, device="cpu", tile=128, overlap=16, precision="fp32")
+    base = tmp_path / "out" / "wide"
+    partial = tmp_path / "out" / "wide.tif.partial"
+    with open_slide(path) as slide:
+        gen = segment_slide(predictor, slide, base, confidence=True, panel=512)
+        for _event in gen:
+            if len(list(partial.glob("L0_*_0001.png"))) == 1:
+                break  # the second panel's first strip is on disk, its second is not
+        gen.close()
+        strips = sorted(p.name for p in partial.glob("L0_*.png"))
+        assert strips == ["L0_000000_0000.png", "L0_000000_0001.png", "L0_000001_0000.png"]
+        events = []
+        out = drain(segment_slide(predictor, slide, base, confidence=True, panel=512), events.append)
+    assert events[0].done > events[-1].total // 3  # the first panel was not run again
+    whole = predictor.predict(image)
+    with tifffile.TiffFile(out) as tif:
+        assert np.array_equal(tif.series[0].levels[0].asarray(), whole.label)  # bit for bit (fp32)
+        assert np.array_equal(tif.series[0].levels[1].asarray(), whole.label[::2, ::2])
+    with tifffile.TiffFile(tmp_path / "out" / "wide_confidence.tif") as tif:
+        expected = np.round(whole.confidence.astype(np.float32) * 255).astype(np.uint8)
+        assert np.array_equal(tif.series[0].levels[0].asarray(), expected)
+
+
+def test_the_scores_held_between_bands_are_bounded_by_panels_whatever_the_width(unet):
+    two = new_model(ModelInfo(variant="unet", classes=classes_from_names(["background", "cell"])))
+    few = Predictor(two, device="cpu", overlap=64, precision="fp32")
+    wide = Predictor(unet, device="cpu", overlap=64, precision="fp32")  # the 21 VOC classes
+    assert wide.carry_columns() < few.carry_columns() // 5  # 21 classes' scores a column, not 2
+    for predictor in (few, wide):
+        carried = predictor.carry_columns() * 2 * (predictor.model.info.num_classes + 1) * 4 * (64 + 32)
+        assert carried <= CARRY_BYTES
+        # the tile chosen for a slide does not shrink with its width: the carry is a panel's
+        tiles = {predictor.largest_tile(5_000, width, held=False) for width in (20_000, 150_000)}
+        assert len(tiles) == 1
 
 
 @pytest.mark.parametrize(
