@@ -88,14 +88,23 @@ class Documents(QObject):
         s.runner.call(load, "image-loader", on_result=self._on_loaded, on_error=s.error.emit)
 
     def apply_live(self, image_id: str, label: np.ndarray) -> None:
-        """The assist predicted the image being painted: show it on the pixels not painted, if
-        that image is still on the canvas and reviewed it is not."""
+        """The assist predicted the image being painted (or a region of the slide being painted,
+        ``review_feed.region_id``): show it on the pixels not painted, if that image is still on
+        the canvas and reviewed it is not."""
+        from core.training.review_feed import region_of
+
         doc, project = self.doc, self.session.project
-        if doc is None or project is None or doc.image_id != image_id:
+        if doc is None or project is None:
             return
-        if project.entry(image_id).state == "reviewed":
+        region = region_of(image_id) if doc.pixels is None else None
+        if (region[0] if region else image_id) != doc.image_id:
             return
-        doc.apply_live(label)
+        if project.entry(doc.image_id).state == "reviewed":
+            return
+        if region is not None:
+            doc.apply_prediction(region[1], region[2], label)
+        else:
+            doc.apply_live(label)
 
     def _on_loaded(self, doc: LabelDocument | SlideDocument) -> None:
         s = self.session

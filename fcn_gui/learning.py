@@ -48,6 +48,8 @@ class LearningController(QObject):
         self._failed = False  # no automatic restart after an error until the next review
         self._num_classes = 0
         self._strokes = False  # strokes are queued that the learner has not started for
+        self._region: tuple[str, np.ndarray] | None = None  # a slide region's id and its pixels
+        self._region_wanted: str | None = None  # the region whose pixels are being read
         session.reviewed.connect(self._on_reviewed)
         session.strokes_changed.connect(self._on_strokes)
         session.unreviewed.connect(self.feed.unreviewed)
@@ -102,12 +104,50 @@ class LearningController(QObject):
     def _on_strokes(self, doc) -> None:
         """The painted pixels of the image on the canvas changed: they train at once."""
         project = self.session.project
-        if project is None or doc.pixels is None or project.entry(doc.image_id).state == "reviewed":
-            return  # no pixels: a slide, which does not train the assist (yet)
-        self.feed.live(doc.image_id, doc.pixels, doc.painted_label())
+        if project is None or project.entry(doc.image_id).state == "reviewed":
+            return
+        if doc.pixels is None:
+            self._on_slide_strokes(doc)
+            return
+        self._feed_live(doc.image_id, doc.pixels, doc.painted_label())
+
+    def _feed_live(self, live_id: str, pixels: np.ndarray, painted: np.ndarray) -> None:
+        self.feed.live(live_id, pixels, painted)
         self._strokes = True
         self._failed = False
         self.start_if_ready()
+
+    def _on_slide_strokes(self, doc) -> None:
+        """A slide's strokes train region by region (``doc.live_region``): the region's pixels
+        are read once, on a worker from a handle of its own, then each stroke in it goes to the
+        learner with them."""
+        from core.training.review_feed import region_id
+
+        box = doc.live_region()
+        if box is None:
+            return
+        live_id = region_id(doc.image_id, box[0], box[1])
+        if self._region is not None and self._region[0] == live_id:
+            self._feed_live(live_id, self._region[1], doc.painted_label(*box))
+            return
+        if self._region_wanted == live_id or self.session.runner.closing:
+            return  # being read: the strokes it finds then go with it
+        self._region_wanted, path = live_id, doc.slide.path
+
+        def read() -> np.ndarray:
+            from core.io.slides import open_slide
+
+            with open_slide(path) as slide:
+                return slide.read(0, *box)
+
+        def done(pixels: np.ndarray) -> None:
+            if self._region_wanted != live_id:
+                return  # strokes moved to another region meanwhile
+            self._region_wanted, self._region = None, (live_id, pixels)
+            if self.session.doc is doc:
+                self._feed_live(live_id, pixels, doc.painted_label(*box))
+
+        self.session.runner.call(read, "live-region", on_result=done, on_error=self.session.error.emit)
 
     def _on_classes_changed(self) -> None:
         project = self.session.project
@@ -118,6 +158,7 @@ class LearningController(QObject):
         self.stop()
         self.feed.reset()
         self._strokes = False
+        self._region = self._region_wanted = None
         self.history_changed.emit()
         self.start_if_ready()
 

@@ -6,6 +6,11 @@ the zoom needs; the label is the tiles the user touched (512 x 512 each, void el
 each saved atomically to the project as its stroke ends (``core.store.label_tiles``), so a
 crash loses at most the stroke being drawn. Zoomed out, the overlay comes from an overview:
 the label sampled every ``step`` pixels, at most ``OVERVIEW_SIDE`` a side.
+
+The assist learns from a slide's strokes region by region: ``live_region`` is the
+``LIVE_SIDE`` square (on the tile grid) around the newest stroke, kept while strokes stay in
+it; its pixels and ``painted_label`` train at once, and ``apply_prediction`` fills the rest
+of it as on a photo.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ OVERVIEW_SIDE = 4096
 TILE_OVERLAY_FROM_SCALE = 0.5  # zoomed out further, the overlay is drawn from the overview
 OVERLAY_CACHE = 64  # label tiles with a drawn overlay kept (1 MB each)
 FILL_WINDOW = 4096  # a flood fill spreads at most this far around the click
+LIVE_SIDE = 1024  # the region of a slide around the strokes that the assist fills in
 
 
 def is_slide_file(path) -> bool:
@@ -102,7 +108,10 @@ class SlideDocument(QObject):
         self.confidence = None
         self.predicted = None
         self.unsure_threshold = 0.5
-        self.pixels = None  # slides do not train the assist (yet): no pixels are offered to it
+        self.pixels = None  # never held: the assist gets a region's pixels (``live_region``)
+        self.last_stroke: QRect | None = None  # image pixels the newest stroke touched
+        self._live_box: tuple[int, int, int, int] | None = None
+        self._stroke_box: QRect | None = None
         self.loader: TileLoader | None = None
         self._overlays: list[tuple[int, int]] = []
         self._before: dict | None = None
@@ -158,6 +167,29 @@ class SlideDocument(QObject):
     def confidence_at(self, x: int, y: int) -> float | None:
         return None
 
+    def live_region(self) -> tuple[int, int, int, int] | None:
+        """``(y, x, h, w)``: the region around the newest stroke that the assist learns from and
+        fills in, ``LIVE_SIDE`` a side on the tile grid; the same one while strokes stay in it."""
+        stroke = self.last_stroke
+        if stroke is None:
+            return None
+        cy, cx = stroke.center().y(), stroke.center().x()
+        box = self._live_box
+        if box is not None and box[0] <= cy < box[0] + box[2] and box[1] <= cx < box[1] + box[3]:
+            return box
+        h, w = min(LIVE_SIDE, self.height), min(LIVE_SIDE, self.width)
+        y = min(max(0, round((cy - h / 2) / TILE) * TILE), self.height - h)
+        x = min(max(0, round((cx - w / 2) / TILE) * TILE), self.width - w)
+        self._live_box = (y, x, h, w)
+        return self._live_box
+
+    def painted_label(self, y: int, x: int, h: int, w: int) -> np.ndarray:
+        """The painted pixels' classes in the box, ``VOID`` elsewhere: what the assist trains on."""
+        out = np.full((h, w), VOID, dtype=np.uint8)
+        for _key, tile, in_tile, in_box in self._parts(y, x, y + h, x + w, create=False):
+            np.copyto(out[in_box], tile.label[in_tile], where=tile.painted[in_tile])
+        return out
+
     def fill_window(self, x: int, y: int) -> tuple[int, int, np.ndarray]:
         """The label around ``(x, y)`` a flood fill may spread in: ``(top, left, label)``."""
         half = FILL_WINDOW // 2
@@ -171,6 +203,7 @@ class SlideDocument(QObject):
     # --- editing -----------------------------------------------------------------------------
     def begin_stroke(self) -> None:
         self._before = {}
+        self._stroke_box = None
 
     def paint_mask(self, y: int, x: int, mask: np.ndarray, value: int) -> None:
         """Set the pixels where ``mask`` is true (a box at y, x) to ``value``, inside a stroke."""
@@ -193,11 +226,15 @@ class SlideDocument(QObject):
             if tile.overlay is not None:
                 tile.overlay[1][box][m] = colour
         self._sample_overview(y0, x0, y1, x1)
-        self.changed.emit(QRect(x0, y0, x1 - x0, y1 - y0))
+        box = QRect(x0, y0, x1 - x0, y1 - y0)
+        self._stroke_box = box if self._stroke_box is None else self._stroke_box.united(box)
+        self.changed.emit(box)
 
     def end_stroke(self, text: str) -> None:
         """Close the stroke as one undo step of the tiles it touched, and save those tiles."""
         before, self._before = self._before, None
+        if self._stroke_box is not None:
+            self.last_stroke, self._stroke_box = self._stroke_box, None
         if not before:
             return
         after = {key: (self.tiles[key].label.copy(), self.tiles[key].painted.copy()) for key in before}

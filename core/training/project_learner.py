@@ -6,7 +6,8 @@ weights and held-out split, or a kept model to roll back to) or from the model i
 it in the ``Assistant`` (the strokes on the image being painted train at once, and that image
 is predicted again after each change), and between the learner's steps applies the reviews
 and strokes queued in a ``ReviewFeed`` from any thread, reading each reviewed image and the
-prediction the user corrected there on the learner's own thread.
+prediction the user corrected there on the learner's own thread. A slide's strokes train
+region by region (``review_feed.region_id``) until it is reviewed; then its painted tiles do.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from core.store.project import Project
 from core.training.assist import Assistant
 from core.training.history import LearningHistory
 from core.training.learner import ContinuousLearner, LearnerConfig, LearnerEvent
-from core.training.review_feed import ReviewFeed
+from core.training.review_feed import ReviewFeed, region_of
 from core.training.sampling import Example
 
 
@@ -102,6 +103,7 @@ def build_learner(
 
 
 QUICK_AT_START = 10  # the newest reviewed images the quick classifier starts with
+LIVE_REGIONS = 8  # regions of a slide whose strokes train before it is reviewed (the newest)
 
 
 def learn(
@@ -124,6 +126,12 @@ def learn(
     changes = [("add", image_id, None) for image_id in ids]
     quick_from = len(ids) - QUICK_AT_START  # older reviews train the network only
     slide_tiles: dict[str, list[str]] = {}  # a reviewed slide's tile examples
+    regions: dict[str, list[str]] = {}  # the regions of a slide being painted, oldest first
+
+    def drop_regions(slide_id: str) -> None:
+        for live_id in regions.pop(slide_id, []):
+            learner.remove(live_id)
+
     events = assistant.events()
     try:
         while True:
@@ -134,6 +142,7 @@ def learn(
                     for tile_id in slide_tiles.pop(image_id, []):
                         learner.remove(tile_id)
                 elif kind == "add" and is_slide_label(project, image_id):
+                    drop_regions(image_id)  # the painted tiles train instead, whole
                     for tile_id in slide_tiles.pop(image_id, []):
                         learner.remove(tile_id)
                     examples = slide_examples(project, image_id)
@@ -146,6 +155,11 @@ def learn(
                     image, painted = payload
                     if assistant.image_id != image_id:
                         assistant.start(image_id, image)
+                        if (region := region_of(image_id)) is not None:
+                            kept = [r for r in regions.get(region[0], []) if r != image_id] + [image_id]
+                            for old in kept[:-LIVE_REGIONS]:
+                                learner.remove(old)
+                            regions[region[0]] = kept[-LIVE_REGIONS:]
                     assistant.paint(painted)
                 elif (example := reviewed_example(project, image_id, payload)) is not None:
                     if assistant.image_id == image_id:

@@ -3,12 +3,25 @@ takes them between two steps. Light on purpose (no torch): the app imports it at
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
 
 # ("add", id, label or None) | ("remove", id, None) | ("live", id, (image, painted))
 Change = tuple[str, str, object]
+_REGION = re.compile(r"(.+)@(\d+)_(\d+)")
+
+
+def region_id(image_id: str, y: int, x: int) -> str:
+    """The id the strokes in a region of a slide train under: ``<slide>@<y>_<x>``."""
+    return f"{image_id}@{y}_{x}"
+
+
+def region_of(live_id: str) -> tuple[str, int, int] | None:
+    """``(slide id, y, x)`` of a region's id (``region_id``), else ``None``."""
+    match = _REGION.fullmatch(live_id)
+    return None if match is None else (match[1], int(match[2]), int(match[3]))
 
 
 class ReviewFeed:

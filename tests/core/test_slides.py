@@ -340,6 +340,38 @@ def test_a_reviewed_slide_trains_the_learner_on_the_tiles_painted_in_read_region
         gen.close()
 
 
+def test_a_slides_strokes_train_region_by_region_until_it_is_reviewed(tmp_path, unet):
+    from core.store.project import Project
+    from core.training.learner import LearnerConfig
+    from core.training.project_learner import LIVE_REGIONS, learn
+    from core.training.review_feed import ReviewFeed, region_id
+
+    image = photo(1100, 1300)
+    write_pyramid(tmp_path / "ortho.tif", image)
+    with Project.create(tmp_path / "proj") as project:
+        (entry,) = project.add_images([tmp_path / "ortho.tif"])
+        learners = []
+        config = LearnerConfig(device="cpu", precision="fp32", crop=64, batch_size=2, rest_after_steps=10**9)
+        feed = ReviewFeed()
+        gen = learn(project, unet, config, feed, started=learners.append)
+        regions = [region_id("ortho", 0, 64 * i) for i in range(LIVE_REGIONS + 2)]
+        for live_id in regions:
+            painted = np.full((128, 128), 255, np.uint8)
+            painted[40:60, 40:60] = 15
+            feed.live(live_id, image[:128, :128], painted)
+            next(gen)  # one region after another, as strokes move across the slide
+        ids = {e.id for e in learners[0]._examples.values()}
+        assert ids == set(regions[-LIVE_REGIONS:])  # the newest regions' strokes train
+        label = np.full((512, 512), 255, np.uint8)
+        label[100:300, 100:300] = 15
+        project.slide_tiles(entry).write(0, 0, label, label != 255)
+        project.set_state(entry, "reviewed")
+        feed.reviewed("ortho")
+        next(gen)
+        assert {e.id for e in learners[0]._examples.values()} == {"ortho#0_0"}  # its painted tiles instead
+        gen.close()
+
+
 def test_export_cuts_a_slide_into_voc_crops_where_it_was_painted_when_asked(tmp_path, capsys):
     from core.cli import main
     from core.store.project import Project

@@ -234,3 +234,43 @@ def test_a_vendor_format_opens_as_a_slide_through_openslide(make_window, tmp_pat
     qtbot.waitUntil(lambda: doc.loader.get(key) is not None, timeout=10000)
     colour = doc.loader.get(key).pixelColor(5, 5)
     assert (colour.red(), colour.green(), colour.blue()) == (200, 0, 0)
+
+
+def test_strokes_on_a_slide_fill_in_the_region_around_them_before_any_review(
+    make_window, slide_folder, qtbot
+):
+    from core.training.learner import LearnerConfig
+    from fcn_gui.slide_document import LIVE_SIDE
+
+    window = make_window(slide_folder, with_model=False, learn=True)  # random weights: nothing predicted
+    session, learning = window.session, window.learning
+    learning.config = LearnerConfig(crop=32, batch_size=2, device="cpu", precision="fp32")
+    doc = session.doc
+    qtbot.wait(300)
+    assert not doc.tiles and not learning.running
+    mask = np.zeros((20, 60), bool)
+    mask[5:15] = True
+    doc.apply_mask(2048 + 440, 2048 + 420, mask, 3, "Brush")  # tile (4, 4), near its corner
+    assert doc.live_region() == (2048, 2048, LIVE_SIDE, LIVE_SIDE)  # the 2 x 2 tiles around it
+    doc.apply_mask(2048 + 440, 2560 + 40, mask, 0, "Brush")  # tile (4, 5), another colour
+    assert doc.live_region() == (2048, 2048, LIVE_SIDE, LIVE_SIDE)  # still in it: the same region
+    region = {(4, 4), (4, 5), (5, 4), (5, 5)}
+    painted = {key: (doc.tiles[key].label.copy(), doc.tiles[key].painted.copy()) for key in doc.tiles}
+    qtbot.waitUntil(lambda: learning.running, timeout=10000)  # the region read, its strokes start it
+
+    def filled() -> bool:
+        return set(doc.tiles) == region and all((doc.tiles[k].label != VOID).all() for k in region)
+
+    qtbot.waitUntil(filled, timeout=60000)
+    for key, (label, mask_painted) in painted.items():  # painted pixels never change
+        assert np.array_equal(doc.tiles[key].label[mask_painted], label[mask_painted])
+        assert np.array_equal(doc.tiles[key].painted, mask_painted)
+    for key, value in (((4, 4), 3), ((4, 5), 0)):  # each stroke's tile takes its class
+        tile = doc.tiles[key]
+        assert np.mean(tile.label[~tile.painted] == value) > 0.8, key
+    assert session.project.counts()["reviewed"] == 0
+    assert session.project.entry(doc.image_id).state == "edited"
+    doc.flush()
+    store = LabelTiles(session.project.slide_tiles(session.project.images[0]).folder)
+    label, saved_painted = store.read(4, 5)
+    assert (label != VOID).all() and np.array_equal(saved_painted, doc.tiles[(4, 5)].painted)  # saved
