@@ -3,8 +3,10 @@
     python bench/dist_check.py dist/fcn-gui
 
 Checks: ``--version``; ``train`` makes a small checkpoint from the test data (nuclei crops,
-1 step); ``segment`` on the bundled samples with it; the GUI opens offscreen, loads a sample,
-predicts, and quits with exit code 0 within a time limit. Prints the times from launching
+1 step); ``segment`` on the bundled samples with it, and on two small slides (a pyramidal
+TIFF of JPEG tiles, read through tifffile's zarr store and imagecodecs, and an ``.ndpi``
+name read through the bundled OpenSlide) into pyramidal label TIFFs; the GUI opens offscreen,
+loads a sample, predicts, and quits with exit code 0 within a time limit. Prints the times from launching
 the process to the window and to the first prediction, from source and from the frozen build.
 """
 
@@ -30,6 +32,31 @@ def run(cmd: list[str], timeout: int, env: dict | None = None) -> subprocess.Com
         print(result.stdout[-2000:], result.stderr[-3000:], sep="\n")
         sys.exit(1)
     return result
+
+
+def check_slides(exe: Path, ckpt: Path, tmp: Path) -> None:
+    """The frozen ``segment`` on a JPEG-tiled pyramid and an OpenSlide-read file: the codecs,
+    zarr and OpenSlide's library must all have been bundled."""
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    with Image.open(ROOT / "resources" / "samples" / "astronaut.png") as img:
+        image = np.asarray(img.convert("RGB").resize((1280, 1024)))
+    folder = tmp / "slides"
+    folder.mkdir()
+    with tifffile.TiffWriter(folder / "pyramid.tif", bigtiff=True) as tif:
+        tif.write(image, tile=(256, 256), compression="jpeg", photometric="rgb", subifds=1)
+        tif.write(image[::2, ::2], tile=(256, 256), compression="jpeg", photometric="rgb", subfiletype=1)
+    with tifffile.TiffWriter(folder / "scan.ndpi") as tif:  # OpenSlide reads it as a generic tiled TIFF
+        tif.write(image, tile=(256, 256), compression="zlib", photometric="rgb")
+    out = tmp / "slides_out"
+    run([str(exe), "segment", str(folder), "--out", str(out), "--checkpoint", str(ckpt)], 600)
+    for name in ("pyramid.tif", "scan.tif"):
+        with tifffile.TiffFile(out / name) as tif:
+            levels = [level.shape for level in tif.series[0].levels]
+            assert levels[0] == (1024, 1280) and len(levels) == 3 and tif.pages[0].is_tiled, (name, levels)
+    print(f"  slides: {', '.join(sorted(p.name for p in out.glob('*.tif')))} written as tiled pyramids")
 
 
 def main() -> None:
@@ -78,6 +105,7 @@ def main() -> None:
             600,
         )
         assert len(list((tmp / "out").glob("*.png"))) == 4
+        check_slides(exe, ckpt, tmp)
         run([str(exe), "export-model", str(ckpt), "--out", str(tmp / "tiny.onnx")], 600)
         headless = {
             k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
