@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import qimage2ndarray
-from PySide6.QtCore import QObject, QRect, Signal
+from PySide6.QtCore import QObject, QRect, QTimer, Signal
 from PySide6.QtGui import QImage, QUndoCommand, QUndoStack
 
 from core.io.labels import VOID, LabelClass
 
 UNDO_LIMIT = 500
+LIVE_BAND_PIXELS = 1 << 20  # of an assist's prediction put on the label per turn of the event loop
 UNSURE_COLOR = 0xC0FF00FF  # premultiplied-safe: fully saturated magenta at 75% alpha
 
 
@@ -51,6 +52,7 @@ class LabelDocument(QObject):
 
     changed = Signal(QRect)
     edited = Signal()
+    live_applied = Signal()  # an assist's prediction is on the label, all of it, and changed it
 
     def __init__(
         self,
@@ -82,6 +84,9 @@ class LabelDocument(QObject):
         self.modified = False
         self._stroke_before: tuple[np.ndarray, np.ndarray] | None = None
         self._stroke_box: list[int] | None = None
+        self._live: np.ndarray | None = None  # an assist's prediction being applied, band by band
+        self._live_row, self._live_changed = 0, False
+        self._live_timer: QTimer | None = None
         self.set_classes(classes)
         self._refresh_unsure()
 
@@ -94,6 +99,7 @@ class LabelDocument(QObject):
 
     def replace_label(self, label: np.ndarray, confidence: np.ndarray | None) -> None:
         """A new prediction: replaces the label, clears the history."""
+        self._live = None  # an assist's prediction still being applied is out of date
         self.label[:] = label
         self.painted[:] = False
         self.confidence = confidence
@@ -106,20 +112,48 @@ class LabelDocument(QObject):
 
     def apply_live(self, label: np.ndarray) -> None:
         """The assist's prediction for the pixels the user has not painted (no undo step: undoing
-        a stroke undoes what the user did, and the next prediction follows)."""
+        a stroke undoes what the user did, and the next prediction follows).
+
+        Applied ``LIVE_BAND_PIXELS`` at a time, one band of rows per turn of the event loop: on
+        a 24-megapixel photo the whole of it at once held the GUI thread for a third of a
+        second. A newer prediction arriving meanwhile starts over with it."""
         if label.shape != self.label.shape:
             return
-        free = ~self.painted
-        changed = self.label != label
-        changed &= free  # in place: no gathered copies of the whole label (this is the GUI thread)
-        if not changed.any():
+        self._live, self._live_row, self._live_changed = label, 0, False
+        if self._live_timer is None:
+            self._live_timer = QTimer(self)
+            self._live_timer.setSingleShot(True)
+            self._live_timer.timeout.connect(self._apply_live_band)
+        self._apply_live_band()
+
+    def _apply_live_band(self) -> None:
+        label, y0 = self._live, self._live_row
+        if label is None:
             return
-        np.copyto(self.label, label, where=free)
-        np.take(self._lut, self.label, out=self._overlay_px)
-        self.confidence = None  # the saved confidence was of another model's prediction
-        self._refresh_unsure()
-        self.modified = True
-        self.changed.emit(QRect(0, 0, self.width, self.height))
+        y1 = min(self.height, y0 + max(1, LIVE_BAND_PIXELS // self.width))
+        free = ~self.painted[y0:y1]
+        changed = self.label[y0:y1] != label[y0:y1]
+        changed &= free
+        if changed.any():
+            np.copyto(self.label[y0:y1], label[y0:y1], where=free)
+            np.take(self._lut, self.label[y0:y1], out=self._overlay_px[y0:y1])
+            if self.confidence is not None:
+                self.confidence = None  # the saved confidence was of another model's prediction
+                self._refresh_unsure()
+            self.modified = self._live_changed = True
+            self.changed.emit(QRect(0, y0, self.width, y1 - y0))
+        self._live_row = y1
+        if y1 < self.height:
+            self._live_timer.start(0)
+            return
+        self._live = None
+        if self._live_changed:
+            self.live_applied.emit()
+
+    @property
+    def applying_live(self) -> bool:
+        """A prediction of the assist is still being put on the label, band by band."""
+        return self._live is not None
 
     def painted_label(self) -> np.ndarray:
         """The painted pixels' classes, ``VOID`` elsewhere: what the assist trains on."""

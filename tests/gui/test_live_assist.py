@@ -78,3 +78,25 @@ def test_which_pixels_were_painted_survives_undo_saving_and_reopening(make_windo
 def session_dirty(window) -> bool:
     project = window.session.project
     return project is not None and project.has_unsaved_changes
+
+
+def test_a_large_images_fill_in_goes_on_a_band_of_rows_a_turn_and_keeps_strokes_made_meanwhile(qtbot):
+    from core.io.labels import classes_from_names
+    from fcn_gui.document import LIVE_BAND_PIXELS, LabelDocument
+
+    h, w = 3000, 1000  # 3 megapixels: three bands
+    classes = classes_from_names(["bg", "fg"])
+    doc = LabelDocument("big", np.zeros((h, w, 3), np.uint8), np.full((h, w), VOID, np.uint8), classes)
+    stroke = np.ones((20, 20), bool)
+    doc.apply_mask(10, 10, stroke, 0, "Brush")
+    applied = []
+    doc.live_applied.connect(lambda: applied.append(True))
+    doc.apply_live(np.ones((h, w), np.uint8))
+    rows = LIVE_BAND_PIXELS // w
+    assert (doc.label[:rows][~doc.painted[:rows]] == 1).all()  # the first band at once...
+    assert (doc.label[rows:] == VOID).all() and doc.applying_live and not applied  # ...the rest later
+    doc.apply_mask(h - 30, 10, stroke, 0, "Brush")  # a stroke before the fill-in gets there
+    qtbot.waitUntil(lambda: bool(applied), timeout=5000)
+    assert not doc.applying_live
+    assert (doc.label[doc.painted] == 0).all() and doc.painted.sum() == 800  # strokes kept
+    assert (doc.label[~doc.painted] == 1).all()  # the rest filled in
