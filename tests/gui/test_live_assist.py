@@ -100,3 +100,26 @@ def test_a_large_images_fill_in_goes_on_a_band_of_rows_a_turn_and_keeps_strokes_
     assert not doc.applying_live
     assert (doc.label[doc.painted] == 0).all() and doc.painted.sum() == 800  # strokes kept
     assert (doc.label[~doc.painted] == 1).all()  # the rest filled in
+
+
+def test_a_stroke_across_many_tiles_undoes_and_redoes_exactly_and_the_assist_gets_its_strokes(qtbot):
+    from core.io.labels import classes_from_names
+    from fcn_gui.document import LabelDocument
+
+    label = np.random.default_rng(0).integers(0, 3, (700, 900)).astype(np.uint8)
+    classes = classes_from_names(["a", "b", "c"])
+    doc = LabelDocument("x", np.zeros((700, 900, 3), np.uint8), label, classes, painted=label == 2)
+    before = (doc.label.copy(), doc.painted.copy())
+    doc.begin_stroke()
+    for x in range(-5, 905, 7):  # across tiles, in and out of the image
+        doc.paint_mask(100 + x // 2, x, np.ones((15, 15), bool), 1)
+    doc.paint_mask(690, 880, np.ones((30, 30), bool), VOID)  # an eraser dab in the corner
+    doc.end_stroke("Brush")
+    after = (doc.label.copy(), doc.painted.copy())
+    assert not np.array_equal(after[0], before[0])
+    doc.undo_stack.undo()
+    assert all(np.array_equal(a, b) for a, b in zip((doc.label, doc.painted), before, strict=True))
+    assert np.array_equal(doc.painted_label(), np.where(before[1], before[0], VOID))  # what the assist gets
+    doc.undo_stack.redo()
+    assert all(np.array_equal(a, b) for a, b in zip((doc.label, doc.painted), after, strict=True))
+    assert np.array_equal(doc.painted_label(), np.where(after[1], after[0], VOID))
