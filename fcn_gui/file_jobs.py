@@ -37,6 +37,12 @@ class FileJobs(QObject):
         paths = [Path(p) for p in paths]
         if not paths:
             return
+        if "model-loader" in self.session.runner.names() and not _is_existing_project(paths):
+            self._open_when_loaded(paths)  # a new project takes the classes of the model loading
+            return
+        self._open_now(paths)
+
+    def _open_now(self, paths: list[Path]) -> None:
         classes = self.session.model_classes()
 
         def what():
@@ -59,6 +65,19 @@ class FileJobs(QObject):
 
         self.session.message.emit(f"Opening {paths[0].name}…")
         self.session.runner.call(what, "opening", on_result=self._opened, on_error=self.session.error.emit)
+
+    def _open_when_loaded(self, paths: list[Path]) -> None:
+        models = self.session.models
+
+        def loaded(*_args) -> None:
+            models.ready.disconnect(loaded)
+            models.failed.disconnect(loaded)
+            if not self.session.runner.closing:
+                self._open_now(paths)
+
+        models.ready.connect(loaded)
+        models.failed.connect(loaded)
+        self.session.message.emit(f"Opening {paths[0].name} once the model is loaded…")
 
     def _opened(self, outcome) -> None:
         kind, value = outcome
@@ -171,3 +190,10 @@ class FileJobs(QObject):
         """Use the checkpoint at ``path``."""
         self.session.queue.cancel_all()
         self.session.models.load(Path(path), self.session.classes())
+
+
+def _is_existing_project(paths: list[Path]) -> bool:
+    """One folder that holds a project already (its classes are its own): a couple of stats."""
+    from core.store.project import DEFAULT_SUBFOLDER, is_project
+
+    return len(paths) == 1 and (is_project(paths[0]) or is_project(paths[0] / DEFAULT_SUBFOLDER))

@@ -279,3 +279,27 @@ def test_an_edited_image_reopened_measures_all_its_corrections_against_its_predi
     predicted = read_label(session.project.prediction_path(entry))
     both = float(np.mean(predicted != session.project.load_label(entry)))
     assert entry.changed_fraction == both > 0
+
+
+def test_a_new_folder_opened_while_the_model_loads_takes_the_models_classes(
+    qtbot, tmp_path, sandbox_settings, photo_folder
+):
+    from core.io.labels import classes_from_names
+    from core.model.checkpoints import ModelInfo, new_model, save_checkpoint
+    from fcn_gui.main_window import MainWindow
+    from fcn_gui.settings import Settings
+
+    checkpoint = tmp_path / "cells.safetensors"
+    classes = classes_from_names(["background", "cell"])
+    save_checkpoint(checkpoint, new_model(ModelInfo(variant="unet", trained=True, classes=classes)))
+    settings = Settings()
+    settings.set("checkpoint", str(checkpoint))
+    settings.set("learn", False)
+    window = MainWindow(settings)
+    qtbot.addWidget(window)
+    window.show()
+    window.open_paths([photo_folder])  # at once, as `fcn-gui FOLDER` does while the model loads
+    qtbot.waitUntil(lambda: window.session.doc is not None, timeout=30000)
+    assert [c.name for c in window.session.project.classes] == ["background", "cell"]
+    assert window.session.model_mismatch() is None  # so it predicts
+    window.close()
