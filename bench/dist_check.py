@@ -6,8 +6,9 @@ Checks: ``--version``; ``train`` makes a small checkpoint from the test data (nu
 1 step); ``segment`` on the bundled samples with it, and on two small slides (a pyramidal
 TIFF of JPEG tiles, read through tifffile's zarr store and imagecodecs, and an ``.ndpi``
 name read through the bundled OpenSlide) into pyramidal label TIFFs; the GUI opens offscreen,
-loads a sample, predicts, and quits with exit code 0 within a time limit. Prints the times from launching
-the process to the window and to the first prediction, from source and from the frozen build.
+loads a sample, predicts it with that checkpoint, and quits with exit code 0 within a time
+limit. Prints the times from launching the process to the window and to the first
+prediction, from source and from the frozen build.
 """
 
 from __future__ import annotations
@@ -121,6 +122,10 @@ def main() -> None:
             "FCN_GUI_SMOKE_TEST": "1",
             "FCN_GUI_CONFIG_DIR": str(tmp / "config"),
         }
+        # The trained checkpoint: a model that has learnt nothing predicts nothing (it waits
+        # for strokes), and the smoke test waits for a prediction.
+        (tmp / "config").mkdir()
+        (tmp / "config" / "settings.ini").write_text(f"[General]\ncheckpoint={ckpt}\nlearn=false\n")
         for name, cmd in (("frozen", [str(exe)]), ("source", [sys.executable, "-m", "fcn_gui"])):
             shutil.rmtree(samples / "fcn-gui-project", ignore_errors=True)
             env["FCN_GUI_T0"] = repr(time.time())  # times measured from the launch, imports included
