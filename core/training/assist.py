@@ -60,6 +60,7 @@ PRIOR_NATS = 2.0
 # network as it is) and again after this many network steps on it.
 LIVE_TILE = 512  # tiles of the network's refresh: a point to stop at every few tenths of a second
 REFRESH_AFTER_STEPS = (2, 8, 32)  # (the quick one at once reuses the network's last prediction)
+BLEND_BAND_VALUES = 1 << 22  # class probabilities upsampled and blended at a time (rows x width x classes)
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class Assistant:
         self.painted: np.ndarray | None = None
         self._features: torch.Tensor | None = None  # (h, w, F) of the image, maybe scaled down
         self._quick: QuickClassifier | None = None
+        self._quick_classes = torch.zeros(0, dtype=torch.long)  # the classes it was last shown
         self._quick_stale = False
         self._reviewed: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._evidence = PRIOR_NATS * WEIGHTS if self.adopted is None else np.zeros(len(WEIGHTS))
@@ -240,6 +242,7 @@ class Assistant:
         if self._quick is None or self._quick.net[0].in_features != x.shape[1]:
             self._quick = QuickClassifier(x.shape[1], classes, seed=self.learner.config.seed)
         self._quick.fit(x, y, QUICK_STEPS, focus=int(where.numel()))
+        self._quick_classes = torch.unique(y)
 
     def _live(self, fresh: bool) -> LivePrediction | None:
         """The image predicted for the window; ``None`` when new strokes interrupted it."""
@@ -255,13 +258,14 @@ class Assistant:
     def predict(self, *, fresh: bool = True, interruptible: bool = False) -> np.ndarray | None:
         """The image's label: painted pixels as painted, the others from the blend of the quick
         classifier and the newest network weights (all void while nothing has been learnt).
-        ``fresh`` False: the network's last prediction of the image, if there is one, instead of
-        a new one (it costs seconds on a large image; the quick classifier is always new).
-        ``interruptible``: ``None`` if ``interrupted()`` came true between network tiles."""
+        ``fresh`` False: the network's last prediction of the image, or none if there is none
+        yet, instead of a new one (it costs seconds on a large image, a minute at 24 megapixels;
+        the quick classifier is always new). ``interruptible``: ``None`` if ``interrupted()``
+        came true between network tiles."""
         if self._image is None:
             raise RuntimeError("start an image before predicting it")
-        net = self._shown[1] if not fresh and self._shown[1] is not None else None
-        if net is None and self.has_learnt:
+        net = None if fresh else self._shown[1]
+        if fresh and self.has_learnt:
             net = self._network(interruptible)
             if net is None:
                 return None
@@ -272,26 +276,40 @@ class Assistant:
         if quick is None and net is None:
             return self.painted.copy()
         share = self.quick_share if quick is not None else 0.0
-        if net is None or share >= 1.0:
-            label = quick.argmax(-1).to(torch.uint8).numpy()
-        elif share <= 0.0:
+        if net is not None and share <= 0.0:
             label = net.label
         else:
-            blend = share * quick + (1 - share) * _network_probabilities(net, quick.shape[-1])
-            label = blend.argmax(-1).to(torch.uint8).numpy()
+            label = self._blend_label(quick, None if share >= 1.0 else net, share)
         return np.where(self.painted != VOID, self.painted, label)
 
+    def _blend_label(self, quick: torch.Tensor, net: Prediction | None, share: float) -> np.ndarray:
+        """The arg max of ``share`` x the quick classifier's probabilities (at the features'
+        size, upsampled bilinearly) + the rest x the network's, over the classes either can
+        give: the classes the quick classifier was shown, and the network's. Band by band of
+        rows, so a 24-megapixel photo never holds its classes' probabilities whole."""
+        height, width = self._image.shape[:2]
+        present = self._quick_classes
+        if net is not None:
+            predicted = np.flatnonzero(np.bincount(net.label.ravel(), minlength=quick.shape[-1]))
+            present = torch.unique(torch.cat([present, torch.from_numpy(predicted)]))
+        present = present[present < quick.shape[-1]]
+        small = quick.permute(2, 0, 1)[present]  # (present classes, h, w)
+        label = np.empty((height, width), np.uint8)
+        rows = max(1, BLEND_BAND_VALUES // (width * len(present)))
+        for y0 in range(0, height, rows):
+            y1 = min(height, y0 + rows)
+            probs = _upsampled_rows(small, height, width, y0, y1) * share
+            if net is not None:
+                probs += (1 - share) * _network_probabilities_rows(net, present, quick.shape[-1], y0, y1)
+            label[y0:y1] = present[probs.argmax(0)].numpy()
+        return label
+
     def _quick_probabilities(self) -> torch.Tensor | None:
-        """(H, W, classes) probabilities of the quick classifier, at the image's size."""
+        """(h, w, classes) probabilities of the quick classifier, at the features' size."""
         if self._quick is None or not self._quick.fitted or self._features is None:
             return None
         h, w, f = self._features.shape
-        probs = self._quick.probabilities(self._features.reshape(-1, f)).reshape(h, w, -1)
-        height, width = self._image.shape[:2]
-        if (h, w) != (height, width):
-            probs = F.interpolate(probs.permute(2, 0, 1)[None], (height, width), mode="bilinear")
-            probs = probs[0].permute(1, 2, 0)
-        return probs
+        return self._quick.probabilities(self._features.reshape(-1, f)).reshape(h, w, -1)
 
     def _network(self, interruptible: bool = False) -> Prediction | None:
         source = self.adopted.module if self.learner.steps == 0 else self.learner.net
@@ -327,7 +345,10 @@ class Assistant:
         classes = quick.shape[-1]
         truth = truth.clamp(max=classes - 1)
         take = torch.from_numpy(where)
-        p_quick = quick.reshape(-1, classes)[take].gather(1, truth[:, None])[:, 0]
+        h, w = quick.shape[:2]
+        height, width = label.shape
+        small = torch.from_numpy((where // width) * h // height * w + (where % width) * w // width)
+        p_quick = quick.reshape(-1, classes)[small].gather(1, truth[:, None])[:, 0]
         p_net = _network_probabilities(net, classes, take).gather(1, truth[:, None])[:, 0]
         shares = torch.from_numpy(WEIGHTS).float()[:, None]
         blended = (shares * p_quick + (1 - shares) * p_net).clamp(min=1e-4)
@@ -367,3 +388,28 @@ def _network_probabilities(net: Prediction, classes: int, take: torch.Tensor | N
     rest = ((1 - confidence) / max(1, classes - 1))[..., None]
     probs = rest.expand(*label.shape, classes).clone()
     return probs.scatter_(-1, label[..., None].clamp(max=classes - 1), confidence[..., None])
+
+
+def _upsampled_rows(small: torch.Tensor, height: int, width: int, y0: int, y1: int) -> torch.Tensor:
+    """Rows ``[y0, y1)`` of ``small`` (C, h, w) resized bilinearly to ``height x width`` (as
+    ``F.interpolate(..., mode="bilinear")`` would give them), without the rest."""
+    h = small.shape[1]
+    sy = ((torch.arange(y0, y1, dtype=torch.float32) + 0.5) * (h / height) - 0.5).clamp(min=0)
+    top = sy.floor().long().clamp(max=h - 1)
+    bottom = (top + 1).clamp(max=h - 1)
+    weight = (sy - top.float())[None, :, None]
+    rows = small[:, top] * (1 - weight) + small[:, bottom] * weight  # (C, rows, w)
+    if small.shape[2] == width:
+        return rows
+    return F.interpolate(rows, size=width, mode="linear", align_corners=False)
+
+
+def _network_probabilities_rows(
+    net: Prediction, present: torch.Tensor, classes: int, y0: int, y1: int
+) -> torch.Tensor:
+    """(len(present), rows, W): the network's probabilities of those classes in rows
+    ``[y0, y1)`` (``_network_probabilities``'s, for a band and some classes)."""
+    label = torch.from_numpy(net.label[y0:y1]).long()
+    confidence = torch.from_numpy(net.confidence[y0:y1]).float()
+    rest = (1 - confidence) / max(1, classes - 1)
+    return torch.where(label[None] == present[:, None, None], confidence[None], rest[None])
