@@ -147,7 +147,12 @@ class LearningController(QObject):
             if self.session.doc is doc:
                 self._feed_live(live_id, pixels, doc.painted_label(*box))
 
-        self.session.runner.call(read, "live-region", on_result=done, on_error=self.session.error.emit)
+        def failed(message: str) -> None:
+            if self._region_wanted == live_id:
+                self._region_wanted = None  # the next stroke there tries again
+            self.session.error.emit(message)
+
+        self.session.runner.call(read, "live-region", on_result=done, on_error=failed)
 
     def _on_classes_changed(self) -> None:
         project = self.session.project
