@@ -37,7 +37,7 @@ class FileJobs(QObject):
         paths = [Path(p) for p in paths]
         if not paths:
             return
-        if "model-loader" in self.session.runner.names() and not _is_existing_project(paths):
+        if self.session.models.pending and not _is_existing_project(paths):
             self._open_when_loaded(paths)  # a new project takes the classes of the model loading
             return
         self._open_now(paths)

@@ -30,6 +30,7 @@ class ModelManager(QObject):
         self.checkpoint: Path | None = None
         self.device = "auto"
         self.tile: int | None = None
+        self.pending = False  # a model is being built or read (``ready`` or ``failed`` follows)
 
     @property
     def model(self):
@@ -81,12 +82,18 @@ class ModelManager(QObject):
 
             return Predictor(build(), device=device, tile=tile), checkpoint
 
+        self.pending = True
         self.loading.emit(text)
-        self._runner.call(work, "model-loader", on_result=self._on_loaded, on_error=self.failed.emit)
+        self._runner.call(work, "model-loader", on_result=self._on_loaded, on_error=self._on_failed)
 
     def _on_loaded(self, value) -> None:
         self.predictor, self.checkpoint = value
+        self.pending = False
         self.ready.emit(self.info, self.predictor.device_name)
+
+    def _on_failed(self, message: str) -> None:
+        self.pending = False
+        self.failed.emit(message)
 
     def set_tile(self, tile: int | None) -> None:
         self.tile = tile
