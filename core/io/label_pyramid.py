@@ -63,11 +63,6 @@ class LabelPyramidWriter:
         self._next = [min(self._panel_strips_on_disk(p) * STRIP, height) for p in range(len(self.panels))]
         self._buffer: np.ndarray | None = None
 
-    @property
-    def panel_starts(self) -> list[int]:
-        """The first column of every panel."""
-        return [x for x, _end in self.panels]
-
     def rows_done(self, x: int = 0) -> int:
         """Rows of the panel starting at column ``x`` already on disk: a resumed run starts there."""
         return min(self._panel_strips_on_disk(self._panel_at(x)) * STRIP, self.height)
@@ -96,16 +91,10 @@ class LabelPyramidWriter:
         return self.partial / f"L0_{index:06d}_{panel:04d}.png"
 
     def _panel_strips_on_disk(self, panel: int) -> int:
-        n = 0
-        while self._panel_strip_path(panel, n).is_file():
-            n += 1
-        return n
+        return _count(lambda n: self._panel_strip_path(panel, n))
 
     def _strips_on_disk(self, level: int) -> int:
-        n = 0
-        while self._strip_path(level, n).is_file():
-            n += 1
-        return n
+        return _count(lambda n: self._strip_path(level, n))
 
     def add(self, y: int, rows: np.ndarray, x: int = 0) -> None:
         """Rows ``[y, y + len(rows))`` of the panel starting at column ``x`` (the whole panel's
@@ -224,3 +213,11 @@ def read_plan(out: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return plan if isinstance(plan, dict) else None
+
+
+def _count(path_of) -> int:
+    """How many of ``path_of(0)``, ``path_of(1)``... exist, up to the first missing one."""
+    n = 0
+    while path_of(n).is_file():
+        n += 1
+    return n

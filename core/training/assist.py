@@ -300,7 +300,8 @@ class Assistant:
             y1 = min(height, y0 + rows)
             probs = _upsampled_rows(small, height, width, y0, y1) * share
             if net is not None:
-                probs += (1 - share) * _network_probabilities_rows(net, present, quick.shape[-1], y0, y1)
+                band = (net.label[y0:y1], net.confidence[y0:y1])
+                probs += (1 - share) * _network_probabilities(*band, present, quick.shape[-1])
             label[y0:y1] = present[probs.argmax(0)].numpy()
         return label
 
@@ -344,12 +345,12 @@ class Assistant:
         truth = torch.from_numpy(label.ravel()[where].astype(np.int64))
         classes = quick.shape[-1]
         truth = truth.clamp(max=classes - 1)
-        take = torch.from_numpy(where)
         h, w = quick.shape[:2]
         height, width = label.shape
         small = torch.from_numpy((where // width) * h // height * w + (where % width) * w // width)
         p_quick = quick.reshape(-1, classes)[small].gather(1, truth[:, None])[:, 0]
-        p_net = _network_probabilities(net, classes, take).gather(1, truth[:, None])[:, 0]
+        at = (net.label.ravel()[where], net.confidence.ravel()[where])
+        p_net = _network_probabilities(*at, torch.arange(classes), classes).gather(0, truth[None])[0]
         shares = torch.from_numpy(WEIGHTS).float()[:, None]
         blended = (shares * p_quick + (1 - shares) * p_net).clamp(min=1e-4)
         self._evidence = EVIDENCE_DECAY * self._evidence + blended.log().mean(1).numpy()
@@ -378,16 +379,17 @@ def _scaled(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return label[rows, cols]
 
 
-def _network_probabilities(net: Prediction, classes: int, take: torch.Tensor | None = None) -> torch.Tensor:
-    """(H, W, classes), or (N, classes) at flat indices ``take``: the predicted class has the
-    network's confidence, the others share the rest (exact with two classes)."""
-    label = torch.from_numpy(net.label).long()
-    confidence = torch.from_numpy(net.confidence).float()
-    if take is not None:
-        label, confidence = label.ravel()[take], confidence.ravel()[take]
-    rest = ((1 - confidence) / max(1, classes - 1))[..., None]
-    probs = rest.expand(*label.shape, classes).clone()
-    return probs.scatter_(-1, label[..., None].clamp(max=classes - 1), confidence[..., None])
+def _network_probabilities(
+    label: np.ndarray, confidence: np.ndarray, of: torch.Tensor, classes: int
+) -> torch.Tensor:
+    """``(len(of), *label.shape)``: the network's probability of each class in ``of`` where it
+    predicted ``label`` with ``confidence``: the predicted class has the confidence, the other
+    ``classes - 1`` share the rest (exact with two classes)."""
+    predicted = torch.from_numpy(np.ascontiguousarray(label)).long().clamp(max=classes - 1)
+    confidence = torch.from_numpy(np.ascontiguousarray(confidence)).float()
+    rest = (1 - confidence) / max(1, classes - 1)
+    of = of.view(-1, *([1] * predicted.dim()))
+    return torch.where(predicted[None] == of, confidence[None], rest[None])
 
 
 def _upsampled_rows(small: torch.Tensor, height: int, width: int, y0: int, y1: int) -> torch.Tensor:
@@ -402,14 +404,3 @@ def _upsampled_rows(small: torch.Tensor, height: int, width: int, y0: int, y1: i
     if small.shape[2] == width:
         return rows
     return F.interpolate(rows, size=width, mode="linear", align_corners=False)
-
-
-def _network_probabilities_rows(
-    net: Prediction, present: torch.Tensor, classes: int, y0: int, y1: int
-) -> torch.Tensor:
-    """(len(present), rows, W): the network's probabilities of those classes in rows
-    ``[y0, y1)`` (``_network_probabilities``'s, for a band and some classes)."""
-    label = torch.from_numpy(net.label[y0:y1]).long()
-    confidence = torch.from_numpy(net.confidence[y0:y1]).float()
-    rest = (1 - confidence) / max(1, classes - 1)
-    return torch.where(label[None] == present[:, None, None], confidence[None], rest[None])
