@@ -229,6 +229,15 @@ def check_label_indices(label: np.ndarray, num_classes: int, path: str | Path | 
     """Raise ``LabelError`` if ``label`` holds an index that is neither a class nor void."""
     if label.size == 0 or label.max() < num_classes:
         return
+    # In uint8, v - num_classes wraps round for the classes and is 255 - num_classes for void:
+    # one pass where the histogram below took a tenth of a second on a 24-megapixel label.
+    beyond = VOID - num_classes
+    if (
+        label.dtype == np.uint8
+        and beyond >= 0
+        and not (np.subtract(label, num_classes, dtype=np.uint8) < beyond).any()
+    ):
+        return
     present = np.flatnonzero(np.bincount(label.ravel(), minlength=256))
     bad = [int(v) for v in present if v >= num_classes and v != VOID]
     if bad:

@@ -37,7 +37,7 @@ def confusion(
             for image, label in pairs:
                 x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()  # a writable copy
                 x = ((x / 255 - mean) / std).to(device)
-                pred = forward_scaled(net, x, info.scale).argmax(1)[0].to("cpu", torch.uint8).numpy()
+                pred = forward_scaled(net, x, info.scale).max(1).indices[0].to("cpu", torch.uint8).numpy()
                 meter.update(pred, label)
     finally:
         net.train(was_training)

@@ -5,6 +5,7 @@ from PIL import Image
 from core.base.errors import LabelError
 from core.io.labels import (
     VOC_PALETTE,
+    check_label_indices,
     classes_from_names,
     colorize,
     default_classes,
@@ -54,6 +55,17 @@ def test_indices_beyond_the_classes_are_refused(tmp_path):
     write_label(tmp_path / "l.png", np.array([[0, 7]], dtype=np.uint8))
     with pytest.raises(LabelError, match=r"\[7\].*3 classes"):
         read_label(tmp_path / "l.png", num_classes=3)
+
+
+@pytest.mark.parametrize("classes", [1, 2, 21, 254, 255])
+def test_every_value_between_the_last_class_and_void_is_refused_and_no_other(classes):
+    label = np.full((3, 4), 255, np.uint8)
+    label[0, :2] = [0, classes - 1]
+    check_label_indices(label, classes)  # classes and void
+    for bad in range(classes, 255):
+        label[1, 1] = bad
+        with pytest.raises(LabelError, match=rf"values \[{bad}\] are not classes"):
+            check_label_indices(label, classes)
 
 
 def test_custom_class_colours_go_into_the_palette(tmp_path):
