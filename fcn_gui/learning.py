@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from .workers import GeneratorThread
+from .workers import GeneratorThread, cancel_asked
 
 EVENT_INTERVAL_S = 0.25  # step events reach the GUI at most this often
 
@@ -206,7 +206,7 @@ class LearningController(QObject):
                 config or LearnerConfig(device=device), all_orientations=all_orientations
             )
             return (yield from learn(project, in_use, options, self.feed, restart_from=restart_from,
-                                     started=self._started))  # fmt: skip
+                                     started=self._started, stopping=cancel_asked))  # fmt: skip
 
         self.running_changed.emit(True)
         self._thread = self.session.runner.start(

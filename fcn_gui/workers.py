@@ -7,6 +7,7 @@ which Qt delivers to the GUI thread. ``cancel`` takes effect at the generator's 
 
 from __future__ import annotations
 
+import threading
 import traceback
 from collections.abc import Callable, Generator
 from typing import Any
@@ -14,6 +15,15 @@ from typing import Any
 from PySide6.QtCore import QThread, Signal
 
 from core.base.progress import drain
+
+_running = threading.local()  # the GeneratorThread whose generator runs on this thread
+
+
+def cancel_asked() -> bool:
+    """Whether the job running on this thread was asked to stop: for work that runs long
+    between two yields (a whole-photo prediction) and can stop early; false off a job's thread."""
+    thread = getattr(_running, "thread", None)
+    return thread is not None and thread._cancel
 
 
 class GeneratorThread(QThread):
@@ -44,6 +54,7 @@ class GeneratorThread(QThread):
 
     def run(self) -> None:
         gen = None
+        _running.thread = self
         try:
             gen = self._factory()
             self._stop_if_cancelled()

@@ -114,14 +114,19 @@ def learn(
     *,
     restart_from: str | Path | None = None,
     started: Callable[[ContinuousLearner], None] | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> Generator[LearnerEvent, None, None]:
     """Build the project's learner (``started`` gets it before its first step), give it the
     project's reviewed images, and run it until closed, applying ``feed`` between steps; yields
-    its events, ``LivePrediction`` s of the image being painted among them."""
+    its events, ``LivePrediction`` s of the image being painted among them. ``stopping``: the
+    caller will close it at the next yield, so a refresh of the painted image (a minute at 24
+    megapixels) stops between tiles."""
     learner = build_learner(project, in_use, config, restart_from=restart_from)
     if started is not None:
         started(learner)
-    assistant = Assistant(learner=learner, in_use=in_use, interrupted=feed.has_live)
+    assistant = Assistant(
+        learner=learner, in_use=in_use, interrupted=lambda: feed.has_live() or stopping()
+    )
     ids = project.ids(("reviewed",))
     changes = [("add", image_id, None) for image_id in ids]
     quick_from = len(ids) - QUICK_AT_START  # older reviews train the network only

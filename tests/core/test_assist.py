@@ -112,6 +112,32 @@ def test_an_untrained_model_shows_nothing_and_strokes_train_before_any_review(ti
     assert all(torch.equal(before[k], v) for k, v in model.module.state_dict().items())  # the caller's own
 
 
+@pytest.mark.parametrize("stopping", [False, True])
+def test_a_refresh_of_the_painted_image_with_the_network_stops_when_the_learner_is_stopping(
+    tile, tmp_path, stopping
+):
+    """Closing the app during a refresh of a 24-megapixel photo waited a minute for it."""
+    from core.store.project import Project
+    from core.training.assist import REFRESH_AFTER_STEPS, LivePrediction
+    from core.training.project_learner import learn
+    from core.training.review_feed import ReviewFeed
+
+    image, truth = tile
+    torch.manual_seed(0)
+    model = new_model(ModelInfo(variant="unet", classes=classes_from_names(["background", "nucleus"])))
+    feed, learners, lives = ReviewFeed(), [], []
+    with Project.create(tmp_path / "proj", classes=model.info.classes) as project:
+        gen = learn(project, model, CONFIG, feed, started=learners.append, stopping=lambda: stopping)
+        feed.live("tile", image, painted_strokes(truth))
+        for event in gen:
+            lives += [event] if isinstance(event, LivePrediction) else []
+            if learners[0].steps > REFRESH_AFTER_STEPS[0]:
+                break
+        gen.close()
+    # the quick fill-in at once, then the network's refresh after its first steps, unless stopping
+    assert len(lives) == (1 if stopping else 2)
+
+
 def painting(image: np.ndarray, truth: np.ndarray, **kw) -> tuple[Assistant, np.ndarray]:
     """An assistant of a U-Net from random weights, started on ``image`` with a few strokes."""
     torch.manual_seed(0)

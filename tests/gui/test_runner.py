@@ -7,6 +7,7 @@ import time
 import pytest
 
 from fcn_gui.runner import Runner
+from fcn_gui.workers import cancel_asked
 
 
 @pytest.fixture
@@ -55,6 +56,25 @@ def test_cancel_closes_the_generator_on_its_worker_thread(qtbot, runner):
         runner.cancel_visible()
     assert cleaned == worker and cleaned[0] is not threading.current_thread()
     assert finished == [1] and not runner.busy
+
+
+def test_long_work_between_two_yields_sees_the_cancel_and_stops_early(qtbot, runner):
+    """A whole-photo prediction between two yields asks ``cancel_asked`` between its tiles."""
+    started, tiles = threading.Event(), []
+
+    def predict_whole():
+        yield None
+        started.set()
+        while not cancel_asked() and len(tiles) < 10_000:
+            tiles.append(1)
+            time.sleep(0.001)
+        yield None  # the cancel takes effect here
+
+    runner.start(predict_whole, "predict", visible=True)
+    started.wait(5)
+    with qtbot.waitSignal(runner.jobs_idle, timeout=5000):
+        runner.cancel_visible()
+    assert len(tiles) < 10_000 and not cancel_asked()  # stopped early; this thread runs no job
 
 
 def test_an_error_without_a_handler_is_reported_once(qtbot, runner):
