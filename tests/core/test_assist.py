@@ -4,6 +4,8 @@ shows nothing, and the annotator's rules on cases whose strokes are counted by h
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -134,8 +136,27 @@ def test_a_refresh_of_the_painted_image_with_the_network_stops_when_the_learner_
             if learners[0].steps > REFRESH_AFTER_STEPS[0]:
                 break
         gen.close()
-    # the quick fill-in at once, then the network's refresh after its first steps, unless stopping
-    assert len(lives) == (1 if stopping else 2)
+    # the quick fill-in (after its first steps and after all), then the network's refresh after
+    # the network's first steps, unless stopping
+    assert len(lives) == (2 if stopping else 3)
+
+
+def test_the_app_fills_in_after_the_quick_classifiers_first_steps_then_as_it_would_at_once(tile):
+    from core.training.assist import LivePrediction
+
+    image, truth = tile
+    at_once, _painted = painting(image, truth)
+    at_once.learn(1e-9)  # all the quick classifier's steps, no time for the network's
+    expected = at_once.predict()
+    at_once.close()
+    in_app, _painted = painting(image, truth)
+    events = in_app.events()
+    first, then = itertools.islice((e for e in events if isinstance(e, LivePrediction)), 2)
+    events.close()
+    in_app.close()
+    assert in_app.learner.steps == 0  # both before the network's first step
+    assert not np.array_equal(first.label, then.label)  # the first is of fewer steps
+    np.testing.assert_array_equal(then.label, expected)
 
 
 def painting(image: np.ndarray, truth: np.ndarray, **kw) -> tuple[Assistant, np.ndarray]:
