@@ -163,8 +163,14 @@ class LabelDocument(QObject):
         return self._live is not None
 
     def painted_label(self) -> np.ndarray:
-        """The painted pixels' classes, ``VOID`` elsewhere: what the assist trains on."""
-        return self._painted_label.copy()
+        """The painted pixels' classes, ``VOID`` elsewhere: what the assist trains on.
+
+        A read-only view that follows the strokes, not a copy (two copies per stroke held the
+        GUI thread for tens of ms at 24 megapixels): the learner copies it when it takes it,
+        and a stroke made meanwhile is sent again as it ends."""
+        view = self._painted_label.view()
+        view.flags.writeable = False
+        return view
 
     def set_unsure_threshold(self, threshold: float) -> None:
         self.unsure_threshold = threshold

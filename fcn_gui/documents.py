@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject
 from core.io.labels import VOID
 
 from .document import LabelDocument
+from .label_snapshot import SNAPSHOT_BAND_PIXELS, LabelSnapshot
 from .slide_document import SlideDocument, is_slide_file
 
 THUMBNAIL_SIDE = 1024  # the slide drawn at once, before (and under) its tiles
@@ -27,6 +28,8 @@ class Documents(QObject):
         self.session = session
         self.doc: LabelDocument | None = None
         self.wanted: str | None = None  # the image asked for last (it may still be loading)
+        self._snapshot: LabelSnapshot | None = None  # the autosave's copy of a large label
+        self.snapshot_band = SNAPSHOT_BAND_PIXELS  # labels larger than this are copied in bands
 
     def show(self, image_id: str) -> None:
         """Stage the current label, then load ``image_id`` on a worker thread."""
@@ -174,17 +177,42 @@ class Documents(QObject):
             if was_reviewed:
                 s.unreviewed.emit(entry.id)
 
+    def autosave(self) -> None:
+        """The autosave timer's save: as ``save_current``, from a copy of a large label taken
+        band by band (``LabelSnapshot``), so that the window never stalls for it."""
+        doc, project = self.doc, self.session.project
+        if not isinstance(doc, LabelDocument) or doc.label.size <= self.snapshot_band:
+            self.save_current()
+            return
+        if not doc.modified or (self._snapshot is not None and self._snapshot.running):
+            self.session.save_async()
+            return
+
+        def done(label: np.ndarray, painted: np.ndarray) -> None:
+            if self.doc is doc and self.session.project is project:
+                self._stage(doc, project, label, painted, None)
+            self.session.save_async()
+
+        self._snapshot = LabelSnapshot(doc, done, self.snapshot_band)
+
     def save_current(self, state: str | None = None) -> None:
         """Stage the current label if it changed (or its state is set) and save in the background."""
         doc, project = self.doc, self.session.project
+        if self._snapshot is not None:
+            self._snapshot.cancel()  # copied at once instead
+            self._snapshot = None
         if doc is None or project is None:
             return
-        entry = project.entry(doc.image_id)
         if doc.modified or state is not None:
-            state = state or ("edited" if doc.modified else entry.state)
-            project.set_label(entry, doc.label.copy(), state, painted=doc.painted.copy())
-            doc.modified = False
+            self._stage(doc, project, doc.label.copy(), doc.painted.copy(), state)
         self.session.save_async()
+
+    @staticmethod
+    def _stage(doc, project, label: np.ndarray, painted: np.ndarray, state: str | None) -> None:
+        entry = project.entry(doc.image_id)
+        state = state or ("edited" if doc.modified else entry.state)
+        project.set_label(entry, label, state, painted=painted)
+        doc.modified = False
 
     def _review_slide(self, doc: SlideDocument) -> None:
         """A slide's tiles the user painted in become training targets (each whole, as it is now)."""

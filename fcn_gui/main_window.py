@@ -65,7 +65,7 @@ class MainWindow(QMainWindow):
         self.settings.restore_window(self)
         self.autosave = QTimer(self)
         self.autosave.setInterval(AUTOSAVE_MS)
-        self.autosave.timeout.connect(s.documents.save_current)
+        self.autosave.timeout.connect(s.documents.autosave)
         self.autosave.start()
         self.select_tool("brush")
         path = self.settings.get("checkpoint", "", str)

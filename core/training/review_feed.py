@@ -42,8 +42,9 @@ class ReviewFeed:
             self._changes.append(("remove", image_id, None))
 
     def live(self, image_id: str, image: np.ndarray, painted: np.ndarray) -> None:
-        """The strokes on the image being painted (``painted``: their classes, void elsewhere);
-        only the newest of an image stays queued."""
+        """The strokes on the image being painted (``painted``: their classes, void elsewhere;
+        it may be the painter's own array, which the learner copies when it takes it); only the
+        newest of an image stays queued."""
         with self._lock:
             self._changes = [c for c in self._changes if not (c[0] == "live" and c[1] == image_id)]
             self._changes.append(("live", image_id, (image, painted)))

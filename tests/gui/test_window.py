@@ -180,6 +180,46 @@ def test_switching_images_autosaves_the_edit(make_window, photo_folder, qtbot):
     np.testing.assert_array_equal(window.session.doc.label, edited)
 
 
+def test_a_label_is_copied_for_the_autosave_band_by_band_with_what_changed_behind_the_copy(qtbot):
+    from core.io.labels import default_classes
+    from fcn_gui.document import LabelDocument
+    from fcn_gui.label_snapshot import LabelSnapshot
+
+    doc = LabelDocument("x", np.zeros((48, 64, 3), np.uint8), np.zeros((48, 64), np.uint8), default_classes())
+    copies = []
+    snapshot = LabelSnapshot(doc, lambda *arrays: copies.append(arrays), band_pixels=64 * 8)
+    assert not copies and snapshot.running  # one band of six so far
+    doc.apply_mask(0, 0, np.ones((4, 4), bool), 3, "behind the copy")
+    doc.apply_mask(40, 10, np.ones((4, 4), bool), 5, "ahead of it")
+    qtbot.waitUntil(lambda: bool(copies))
+    label, painted = copies[0]
+    np.testing.assert_array_equal(label, doc.label)
+    np.testing.assert_array_equal(painted, doc.painted)
+    assert label[0, 0] == 3 and label[40, 10] == 5 and painted[0, 0] and not snapshot.running
+
+    cancelled = LabelSnapshot(doc, lambda *arrays: copies.append(arrays), band_pixels=64 * 8)
+    cancelled.cancel()
+    qtbot.wait(50)
+    assert len(copies) == 1
+
+
+def test_the_autosave_of_a_large_label_stages_it_as_it_is_when_copied(make_window, photo_folder, qtbot):
+    window = make_window(photo_folder)
+    session = window.session
+    doc = _known_label(window, qtbot, 0)
+    session.documents.snapshot_band = doc.width * 8  # as a 24-megapixel label would be, in bands
+    window.set_current_class(5)
+    window.select_tool("brush")
+    drag(window.canvas, [(10, 30), (20, 30)])
+    window.autosave.timeout.emit()  # the first band is copied at once
+    window.set_current_class(7)
+    drag(window.canvas, [(10, 2), (20, 2)])  # behind the copy
+    entry = session.project.entry(doc.image_id)
+    path = session.project.label_path(entry)
+    qtbot.waitUntil(lambda: path.exists() and (read_label(path) == doc.label).all(), timeout=10000)
+    assert (read_label(path) == 7).any() and (read_label(path) == 5).any() and not doc.modified
+
+
 def test_mark_reviewed_records_the_correction(make_window, photo_folder, qtbot):
     window = make_window(photo_folder)
     wait_idle(qtbot, window)
