@@ -229,14 +229,7 @@ def check_label_indices(label: np.ndarray, num_classes: int, path: str | Path | 
     """Raise ``LabelError`` if ``label`` holds an index that is neither a class nor void."""
     if label.size == 0 or label.max() < num_classes:
         return
-    # In uint8, v - num_classes wraps round for the classes and is 255 - num_classes for void:
-    # one pass where the histogram below took a tenth of a second on a 24-megapixel label.
-    beyond = VOID - num_classes
-    if (
-        label.dtype == np.uint8
-        and beyond >= 0
-        and not (np.subtract(label, num_classes, dtype=np.uint8) < beyond).any()
-    ):
+    if label.dtype == np.uint8 and num_classes <= VOID and not _beyond_classes(label, num_classes):
         return
     present = np.flatnonzero(np.bincount(label.ravel(), minlength=256))
     bad = [int(v) for v in present if v >= num_classes and v != VOID]
@@ -246,6 +239,20 @@ def check_label_indices(label: np.ndarray, num_classes: int, path: str | Path | 
             "0..{} and 255 for void); add the missing classes or fix the label".format(num_classes - 1),
             path,
         )
+
+
+def _beyond_classes(label: np.ndarray, num_classes: int, chunk: int = 1 << 18) -> bool:
+    """Whether a uint8 ``label`` holds a value in ``[num_classes, VOID)``. In uint8, v - num_classes
+    wraps round for the classes and is 255 - num_classes for void: one pass, a chunk at a time
+    that stays in the cache, where a histogram took a tenth of a second at 24 megapixels."""
+    flat = label.reshape(-1)
+    scratch = np.empty(min(chunk, flat.size), np.uint8)
+    for start in range(0, flat.size, chunk):
+        part = flat[start : start + chunk]
+        shifted = np.subtract(part, num_classes, out=scratch[: part.size], dtype=np.uint8)
+        if (shifted < VOID - num_classes).any():
+            return True
+    return False
 
 
 def colorize(label: np.ndarray, classes: list[LabelClass] | None = None) -> np.ndarray:
