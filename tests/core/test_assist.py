@@ -226,6 +226,17 @@ def test_the_quick_classifier_fills_in_the_image_before_the_network_has_taken_a_
     assert np.mean(label == truth) > 0.8  # 24 painted pixels of 4,096
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 2), (1, 5, 3), (4, 1, 1), (37, 53, 4)])
+def test_the_quick_probabilities_neighbourhood_mean_is_avg_pool_over_the_pixels_inside(shape):
+    import torch.nn.functional as F
+
+    from core.training.assist import _neighbourhood_mean
+
+    values = torch.rand(*shape)
+    expected = F.avg_pool2d(values.permute(2, 0, 1)[None], 3, stride=1, padding=1, count_include_pad=False)
+    torch.testing.assert_close(_neighbourhood_mean(values), expected[0].permute(1, 2, 0))
+
+
 def test_pixel_features_see_intensity_edges_and_blobs_at_every_scale():
     from core.training.pixel_features import SIGMAS, feature_count, pixel_features
 
