@@ -126,14 +126,14 @@ def test_cancel_stops_between_the_tiles_of_an_image(local_model, folder, tmp_pat
     assert len(passes) == 1 and not list(out.rglob("*.png"))  # nothing more ran, nothing half-written
 
 
-def test_torchrun_two_processes_do_each_file_once(folder, tmp_path, checkpoint):
+def test_torchrun_two_processes_do_each_file_once(folder, tmp_path, unet_checkpoint):
     (folder / "broken.jpg").unlink()
     (folder / "readme.txt").unlink()
     for i in range(3):
         shutil.copy(folder / "a.jpg", folder / f"copy{i}.jpg")
     out = tmp_path / "out"
     args = ["-m", "fcn_gui", "segment", str(folder), "--recursive", "--out", str(out)]
-    result = torchrun(29531, *args, "--checkpoint", str(checkpoint), "--device", "cpu", timeout=300)
+    result = torchrun(29531, *args, "--checkpoint", str(unet_checkpoint), "--device", "cpu", timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     counts = [
         int(line.split("] ")[1].split()[0]) for line in result.stdout.splitlines() if "segmented" in line
