@@ -205,8 +205,10 @@ class LearningController(QObject):
             options = dataclasses.replace(
                 config or LearnerConfig(device=device), all_orientations=all_orientations
             )
+            # spare_core: while a stroke is filled in, the window keeps a core to itself
             return (yield from learn(project, in_use, options, self.feed, restart_from=restart_from,
-                                     started=self._started, stopping=cancel_asked))  # fmt: skip
+                                     started=self._started, stopping=cancel_asked,
+                                     spare_core=True))  # fmt: skip
 
         self.running_changed.emit(True)
         self._thread = self.session.runner.start(

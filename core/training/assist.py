@@ -91,6 +91,7 @@ class Assistant:
         in_use: SegmentationModel | None = None,
         quick: bool = True,
         interrupted: Callable[[], bool] = lambda: False,
+        spare_core: bool = False,
     ) -> None:
         if learner is None:
             config = dataclasses.replace(config or LearnerConfig(), device=device)
@@ -105,6 +106,10 @@ class Assistant:
         # New strokes are waiting: a refresh of the image with the network (seconds on a large
         # image) stops between tiles, as its result would be out of date at once.
         self.interrupted = interrupted
+        # A window on the same CPU: while a stroke is filled in, ``events`` trains and predicts on
+        # one core fewer, so painting on a 2-core machine never waits for the learner's threads.
+        self.spare_core = spare_core
+        self._threads: int | None = None  # the calling thread's torch threads, when not live
         self._run = self.learner.run()
         self._predictor: Predictor | None = None  # made once; its weights refreshed per predict
         self._image_id: str | None = None
@@ -119,6 +124,7 @@ class Assistant:
         self._shown: tuple[torch.Tensor | None, Prediction | None] = (None, None)
         self._first_shown: tuple[torch.Tensor | None, Prediction | None] | None = None  # at start
         self._since_paint = 0  # network steps since the strokes last changed
+        self._has_strokes = False
         self._rng = np.random.default_rng(learner.config.seed)
 
     @property
@@ -144,6 +150,7 @@ class Assistant:
         """Work on ``image`` next; ``painted``: strokes it already has (a reopened image)."""
         self._image_id, self._image = image_id, image
         self.painted = np.full(image.shape[:2], VOID, np.uint8)
+        self._has_strokes = False
         self._features = self._features_of(image) if self.use_quick else None
         self._shown, self._first_shown = (None, None), None
         if painted is not None:
@@ -159,7 +166,8 @@ class Assistant:
         self.painted = painted.astype(np.uint8, copy=True)
         self._since_paint = 0
         self._quick_stale = True
-        if (self.painted != VOID).any():
+        self._has_strokes = bool((self.painted != VOID).any())
+        if self._has_strokes:
             self.learner.add(Example(self._image_id, self._image, self.painted), live=True)
         else:  # every stroke undone
             self.learner.remove(self._image_id)
@@ -174,6 +182,7 @@ class Assistant:
         self.add_reviewed(self._image_id, self._image, label, wrong=wrong, features=self._features)
         self._image_id = self._image = self.painted = self._features = None
         self._shown = (None, None)
+        self._has_strokes = False
 
     def add_reviewed(
         self, image_id: str, image: np.ndarray, label: np.ndarray, *, wrong: np.ndarray | None = None,
@@ -198,9 +207,17 @@ class Assistant:
     def events(self) -> Generator[LearnerEvent, None, None]:
         """The learner's events, with a ``LivePrediction`` of the image being painted at once
         after each change of its strokes (after ``QUICK_FIRST_STEPS`` of the quick classifier,
-        then after all of them) and again after ``REFRESH_AFTER_STEPS`` network steps."""
+        then after all of them) and again after ``REFRESH_AFTER_STEPS`` network steps; with
+        ``spare_core``, on one core fewer until then."""
+        try:
+            yield from self._events()
+        finally:
+            self._spare_a_core(False)
+
+    def _events(self) -> Generator[LearnerEvent, None, None]:
         while True:
-            if self._quick_stale and self._image is not None and (self.painted != VOID).any():
+            self._spare_a_core(self._filling_in())
+            if self._quick_stale and self._image is not None and self._has_strokes:
                 # The image on screen first: its quick prediction before the network's next step
                 # (the network's last prediction is reused), after a few steps and after all.
                 self._fit_quick(QUICK_FIRST_STEPS)
@@ -218,6 +235,22 @@ class Assistant:
                 refresh = self._since_paint in REFRESH_AFTER_STEPS and not self.interrupted()
                 if self._image is not None and refresh and (live := self._live(fresh=True)) is not None:
                     yield live
+
+    def _filling_in(self) -> bool:
+        """Whether the newest strokes are still being filled in (their refreshes to come)."""
+        return self._image is not None and self._has_strokes and self._since_paint < REFRESH_AFTER_STEPS[-1]
+
+    def _spare_a_core(self, spare: bool) -> None:
+        """With ``spare_core``: the calling thread's torch threads one fewer while ``spare``
+        (at least one), all of them again after. (torch's count is per thread once a thread has
+        run an op; a thread that starts its first op meanwhile takes the lower count.)"""
+        if not self.spare_core:
+            return
+        if self._threads is None:
+            self._threads = torch.get_num_threads()
+        wanted = max(1, self._threads - 1) if spare else self._threads
+        if torch.get_num_threads() != wanted:
+            torch.set_num_threads(wanted)
 
     def learn(self, seconds: float) -> int:
         """Train for ``seconds`` of wall time, or until there is nothing to learn (the quick

@@ -115,17 +115,21 @@ def learn(
     restart_from: str | Path | None = None,
     started: Callable[[ContinuousLearner], None] | None = None,
     stopping: Callable[[], bool] = lambda: False,
+    spare_core: bool = False,
 ) -> Generator[LearnerEvent, None, None]:
     """Build the project's learner (``started`` gets it before its first step), give it the
     project's reviewed images, and run it until closed, applying ``feed`` between steps; yields
     its events, ``LivePrediction`` s of the image being painted among them. ``stopping``: the
     caller will close it at the next yield, so a refresh of the painted image (a minute at 24
-    megapixels) stops between tiles."""
+    megapixels) stops between tiles. ``spare_core``: a window shares the CPU (``Assistant``)."""
     learner = build_learner(project, in_use, config, restart_from=restart_from)
     if started is not None:
         started(learner)
     assistant = Assistant(
-        learner=learner, in_use=in_use, interrupted=lambda: feed.has_live() or stopping()
+        learner=learner,
+        in_use=in_use,
+        interrupted=lambda: feed.has_live() or stopping(),
+        spare_core=spare_core,
     )
     ids = project.ids(("reviewed",))
     changes = [("add", image_id, None) for image_id in ids]

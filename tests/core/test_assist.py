@@ -170,6 +170,41 @@ def painting(image: np.ndarray, truth: np.ndarray, **kw) -> tuple[Assistant, np.
     return assistant, painted
 
 
+def test_with_a_spare_core_strokes_fill_in_on_one_thread_fewer_then_on_all_again(tile):
+    """A window shares the CPU: from a stroke to the network's last refresh after it, the
+    learner's thread leaves it a core (on 2 cores the window's longest stall at 24 megapixels
+    was 46-66 ms, 37-39 with a core spared); then it trains on all of them again."""
+    from core.training.assist import REFRESH_AFTER_STEPS
+
+    image, truth = tile
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assistant, painted = painting(image, truth, spare_core=True)
+        events, seen = assistant.events(), []
+        for _event in events:
+            seen.append((assistant.learner.steps, torch.get_num_threads()))
+            if assistant.learner.steps > REFRESH_AFTER_STEPS[-1] + 1:
+                break
+        assert {n for steps, n in seen if steps <= REFRESH_AFTER_STEPS[-1]} == {1}
+        assert seen[-1][1] == 2  # filled in: all the cores again
+        painted[0, 0] = 1 - painted[0, 0] if painted[0, 0] != VOID else 1  # one more stroke
+        assistant.paint(painted)
+        next(events)
+        assert torch.get_num_threads() == 1
+        events.close()
+        assert torch.get_num_threads() == 2  # stopping gives them back
+        assistant.close()
+        plain, _painted = painting(image, truth)  # without a window to spare a core for
+        plain_events = plain.events()
+        next(plain_events)
+        assert torch.get_num_threads() == 2
+        plain_events.close()
+        plain.close()
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_painted_pixels_never_change_even_where_the_network_disagrees(tile):
     image, truth = tile
     assistant, painted = painting(image, truth)
