@@ -124,7 +124,7 @@ class Assistant:
         self._shown: tuple[torch.Tensor | None, Prediction | None] = (None, None)
         self._first_shown: tuple[torch.Tensor | None, Prediction | None] | None = None  # at start
         self._since_paint = 0  # network steps since the strokes last changed
-        self._has_strokes = False
+        self._has_strokes = False  # painted holds a class somewhere (start and paint set it)
         self._rng = np.random.default_rng(learner.config.seed)
 
     @property
@@ -182,7 +182,6 @@ class Assistant:
         self.add_reviewed(self._image_id, self._image, label, wrong=wrong, features=self._features)
         self._image_id = self._image = self.painted = self._features = None
         self._shown = (None, None)
-        self._has_strokes = False
 
     def add_reviewed(
         self, image_id: str, image: np.ndarray, label: np.ndarray, *, wrong: np.ndarray | None = None,
