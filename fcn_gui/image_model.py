@@ -305,6 +305,11 @@ class Thumbnails(QObject):
         self._blank = QPixmap(THUMB, THUMB)
         self._blank.fill(QColor(60, 60, 64))
 
+    @property
+    def busy(self) -> bool:
+        """Are thumbnails (and the sizes read with them) being made?"""
+        return self._thread is not None or bool(self._wanted)
+
     def set_project(self, project: Project | None) -> None:
         with self._lock:
             self._wanted.clear()

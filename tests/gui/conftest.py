@@ -62,8 +62,12 @@ def make_window(qtbot, unet_checkpoint, sandbox_settings):
 
 
 def wait_idle(qtbot, window, timeout: int = 30000) -> None:
+    """Until no prediction is queued or running, and the workers that change the project after
+    one (the label writes, the thumbnails with the sizes read from their headers) are done."""
+    s = window.session
     qtbot.waitUntil(
-        lambda: not window.session.queue.busy and not window.session.queue.pending, timeout=timeout
+        lambda: not (s.queue.busy or s.queue.pending or s.saver.busy or s.images.thumbnails.busy),
+        timeout=timeout,
     )
 
 
