@@ -272,21 +272,54 @@ def test_the_quick_probabilities_neighbourhood_mean_is_avg_pool_over_the_pixels_
     torch.testing.assert_close(_neighbourhood_mean(values), expected[0].permute(1, 2, 0))
 
 
-def test_pixel_features_see_intensity_edges_and_blobs_at_every_scale():
-    from core.training.pixel_features import SIGMAS, feature_count, pixel_features
+def test_pixel_features_see_intensity_edges_blobs_and_structure_at_every_scale():
+    from core.training.pixel_features import PER_SIGMA, SIGMAS, feature_count, pixel_features
 
     flat = pixel_features(np.full((40, 50, 3), 100, np.uint8)).float()
-    assert flat.shape == (40, 50, feature_count(3)) == (40, 50, 72)
-    intensity = [i * 4 * 3 for i in range(len(SIGMAS))]  # the first channel's smoothed intensity
+    assert flat.shape == (40, 50, feature_count(3)) == (40, 50, 108)
+    intensity = [i * PER_SIGMA * 3 + c for i in range(len(SIGMAS)) for c in range(3)]
     assert torch.allclose(flat[..., intensity], torch.tensor(100 / 255), atol=1e-3)
-    others = [f for f in range(72) if (f // 3) % 4]  # edges and Hessian: nothing on a flat image
+    others = [f for f in range(108) if f not in intensity]  # nothing else on a flat image
     assert flat[..., others].abs().max() < 1e-3
     step = np.zeros((40, 50), np.uint8)
     step[:, 25:] = 200
-    edges = pixel_features(step).float()[..., 1]  # grey: one channel; sigma 0.5's gradient
+    grey = pixel_features(step).float()  # one channel
+    edges = grey[..., 1]  # sigma 0.5's gradient
     assert edges[20].argmax() in (24, 25) and edges[20, 5] < 1e-3
+    # the structure tensor at sigma 2: strong across the edge, none along it, nothing far away
+    strong, weak = grey[..., 2 * PER_SIGMA + 4], grey[..., 2 * PER_SIGMA + 5]
+    assert strong[20, 23:27].min() > 0.05 and weak[20].max() < 1e-2 and strong[20, 5] < 1e-3
+    corner = np.zeros((40, 50), np.uint8)
+    corner[20:, 25:] = 200
+    assert pixel_features(corner).float()[20, 25, 2 * PER_SIGMA + 5] > 0.02  # changes both ways at a corner
+    # each channel its own: an edge in the second channel only is not in the first's features
+    two = np.zeros((40, 50, 2), np.uint8)
+    two[:, 25:, 1] = 200
+    features = pixel_features(two).float()
+    first, second = (2 * PER_SIGMA + 4) * 2, (2 * PER_SIGMA + 4) * 2 + 1
+    assert features[20, 25, first] < 1e-3 < 0.05 < features[20, 25, second]
     tiny = pixel_features(np.zeros((1, 3, 3), np.uint8))
-    assert tiny.shape == (1, 3, 72) and torch.isfinite(tiny.float()).all()
+    assert tiny.shape == (1, 3, 108) and torch.isfinite(tiny.float()).all()
+
+
+@pytest.mark.parametrize("sigma", [0.5, 2.0, 4.0, 8.0, 16.0])
+def test_the_features_gaussian_blur_is_the_convolution_with_repeated_borders(sigma):
+    """Both ways of blurring (shifted sums, FFT) give the plain convolution of the image padded
+    with its border pixels."""
+    import math
+
+    import torch.nn.functional as F
+
+    from core.training.pixel_features import _blur
+
+    x = torch.rand(2, 1, 37, 90)
+    radius = math.ceil(4 * sigma)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-t * t / (2 * sigma * sigma))
+    kernel = kernel / kernel.sum()
+    expected = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+    expected = F.conv2d(F.pad(expected, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+    torch.testing.assert_close(_blur(x, sigma), expected, atol=1e-5, rtol=1e-4)
 
 
 def test_a_trained_fcn_predicts_at_once_and_learns_from_strokes_as_itself(tile):
