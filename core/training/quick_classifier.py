@@ -40,15 +40,13 @@ class QuickClassifier:
         self.fitted = False
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, steps: int, focus: int = 0) -> float:
-        """``steps`` Adam steps on pixels ``x`` (N, F) with classes ``y`` (N,), each class
-        weighted by its rarity (a stroke of a small class counts as much as one of a large);
-        returns the last loss."""
+        """``steps`` Adam steps on pixels ``x`` (N, F) with classes ``y`` (N,); returns the last
+        loss. The classes are not weighted by their rarity: that made the rarer class (nuclei)
+        spill a rim around itself, and most strokes went to trimming rims of one or two pixels
+        (bench/strokes.py)."""
         x = x.float()
         self.mean, self.std = x.mean(0), x.std(0, unbiased=False) + 1e-6
         x = (x - self.mean) / self.std
-        counts = torch.bincount(y, minlength=self.classes).float()
-        weight = torch.where(counts > 0, counts.sum() / counts.clamp(min=1), 0.0)
-        weight = weight / weight[counts > 0].mean()
         loss = torch.tensor(float("nan"))
         size = min(BATCH, x.shape[0])
         focused = int(size * FOCUS_SHARE) if 0 < focus < x.shape[0] else 0
@@ -57,7 +55,7 @@ class QuickClassifier:
             if focused:
                 take = torch.cat([take, torch.randint(0, focus, (focused,), generator=self._generator)])
             # index_select, not x[take]: a millisecond of the step's five less
-            loss = F.cross_entropy(self.net(x.index_select(0, take)), y[take], weight=weight)
+            loss = F.cross_entropy(self.net(x.index_select(0, take)), y[take])
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
