@@ -261,6 +261,21 @@ def test_the_quick_classifier_fills_in_the_image_before_the_network_has_taken_a_
     assert np.mean(label == truth) > 0.8  # 24 painted pixels of 4,096
 
 
+def test_the_quick_classifier_follows_how_often_each_class_is_painted_where_features_agree():
+    """Pixels that look alike, painted background nine times in ten: the quick classifier calls
+    them background (weighting the classes by rarity made them a toss-up, and the rarer class
+    spilled over its edges)."""
+    from core.training.quick_classifier import QuickClassifier
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(5000, 6, generator=generator) * 0.01  # nothing to tell them apart
+    y = (torch.arange(5000) % 10 == 0).long()
+    quick = QuickClassifier(6, 2, seed=0)
+    quick.fit(x, y, 150)
+    p_rare = quick.probabilities(x)[:, 1]
+    assert 0.02 < float(p_rare.mean()) < 0.25
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 2), (1, 5, 3), (4, 1, 1), (37, 53, 4)])
 def test_the_quick_probabilities_neighbourhood_mean_is_avg_pool_over_the_pixels_inside(shape):
     import torch.nn.functional as F
