@@ -5,6 +5,7 @@ app), and with an ilastik-style random forest (the anchor). Prints figures.
 
     python bench/strokes.py [--images 8] [--learn-seconds 1.0] [--pairs IMAGE:TRUTH ...] [--json]
                             [--network-only]   (the assistant without its quick classifier)
+                            [--quick-only]     (its quick classifier alone: no network, no clock)
 
 The annotator's rules, for an image with truth T (class indices, 255 void) and shown label L:
 - band: pixels whose 3x3 neighbourhood in T holds more than one class; never counted as wrong.
@@ -165,6 +166,20 @@ class Manual:
         pass
 
 
+class QuickOnly:
+    """The assistant with its quick classifier alone: its steps after each stroke and no network,
+    so the strokes depend on the seed, not on the CPU's speed (a minute for eight tiles)."""
+
+    def __init__(self, assistant: Assistant) -> None:
+        self.assistant = assistant
+
+    def __getattr__(self, name: str):
+        return getattr(self.assistant, name)
+
+    def learn(self, seconds: float) -> int:
+        return self.assistant.learn(seconds, network=False)
+
+
 class ForestAnchor:
     """ilastik's way: a random forest (100 trees) on multiscale intensity, edge and texture
     features (sigma 0.5-16), retrained after every stroke on the painted pixels and the reviewed
@@ -242,6 +257,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-anchor", action="store_true", help="leave the random forest out")
     p.add_argument("--network-only", action="store_true", help="the assistant without its quick classifier")
+    p.add_argument("--quick-only", action="store_true", help="its quick classifier alone (no wall clock)")
     p.add_argument("--json", action="store_true", help="the figures as one JSON object on the last line")
     args = p.parse_args()
     data = (load_pairs(args.pairs) if args.pairs else nuclei_tiles(args.images))[: args.first]
@@ -259,6 +275,8 @@ def main() -> None:
             model, LearnerConfig(precision=args.precision, seed=args.seed), quick=not args.network_only
         ),
     }
+    if args.quick_only:
+        helpers["assisted"] = QuickOnly(helpers["assisted"])
     if not args.no_anchor:
         try:
             helpers["anchor"] = ForestAnchor(seed=args.seed)

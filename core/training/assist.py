@@ -251,14 +251,16 @@ class Assistant:
         if torch.get_num_threads() != wanted:
             torch.set_num_threads(wanted)
 
-    def learn(self, seconds: float) -> int:
+    def learn(self, seconds: float, *, network: bool = True) -> int:
         """Train for ``seconds`` of wall time, or until there is nothing to learn (the quick
-        classifier's steps first, counted in the time); the network steps taken."""
+        classifier's steps first, counted in the time); the network steps taken. ``network``
+        False: the quick classifier's steps only, whatever the time (a measure that does not
+        depend on the CPU's speed: ``bench/strokes.py --quick-only``)."""
         before = self.learner.steps
         deadline = time.perf_counter() + seconds
         if seconds > 0 and self._quick_stale and self._image is not None:
             self._fit_quick()
-        while time.perf_counter() < deadline:
+        while network and time.perf_counter() < deadline:
             event = next(self._run)
             if isinstance(event, Adopted):
                 self.adopted = event.model

@@ -261,6 +261,17 @@ def test_the_quick_classifier_fills_in_the_image_before_the_network_has_taken_a_
     assert np.mean(label == truth) > 0.8  # 24 painted pixels of 4,096
 
 
+def test_learning_without_the_network_takes_the_quick_steps_whatever_the_time(tile):
+    """``learn(network=False)``, the benchmark's measure that does not depend on the CPU: the
+    quick classifier's steps after a change of the strokes, never a network step."""
+    image, truth = tile
+    assistant, _ = painting(image, truth)
+    assert assistant.learn(30.0, network=False) == 0  # returns at once
+    label = assistant.predict()
+    assert assistant.learner.steps == 0 and not (label == VOID).any()
+    assistant.close()
+
+
 def test_the_quick_classifier_follows_how_often_each_class_is_painted_where_features_agree():
     """Pixels that look alike, painted background nine times in ten: the quick classifier calls
     them background (weighting the classes by rarity made them a toss-up, and the rarer class
