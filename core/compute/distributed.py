@@ -22,6 +22,28 @@ def shard(items: list, rank: int, world_size: int) -> list:
     return items[rank::world_size]
 
 
+def join_process_group(backend: str) -> None:
+    """Join torchrun's process group (once a process), and leave it at exit: a process that
+    ends without ``destroy_process_group`` can be aborted by gloo's threads as the interpreter
+    shuts down (SIGABRT, "terminate called without an active exception"), after its work is
+    done, and torchrun then reports the run as failed."""
+    import atexit
+
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    dist.init_process_group(backend)
+    atexit.register(_leave_process_group)
+
+
+def _leave_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _group_active() -> bool:
     import torch.distributed as dist
 

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from core.base.errors import CheckpointError, FcnGuiError, TrainingError
 from core.base.progress import Progress
 from core.compute.devices import choose_device, prepare_device
-from core.compute.distributed import any_rank, distributed_rank
+from core.compute.distributed import any_rank, distributed_rank, join_process_group
 from core.io.files import output_folder
 from core.io.labels import VOID
 from core.model.checkpoints import ModelInfo, SegmentationModel, load_checkpoint, new_model, save_checkpoint
@@ -133,8 +133,7 @@ class Trainer:
             if self.device.type == "cuda":
                 self.device = torch.device("cuda", local_rank)
                 torch.cuda.set_device(self.device)
-            if not dist.is_initialized():
-                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            join_process_group("nccl" if self.device.type == "cuda" else "gloo")
         prepare_device(self.device, deterministic=config.deterministic)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)

@@ -3,6 +3,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -325,6 +327,38 @@ def test_ddp_ranks_decide_together_on_void_batches_and_the_time_budget(nuclei_vo
                for s in stopped)  # fmt: skip
     budget = [line.split("budget steps ")[1].split()[0] for line in lines if "budget steps" in line]
     assert len(budget) == 2 and budget[0] == budget[1], lines  # the same step on both ranks
+
+
+LEAVE_SCRIPT = textwrap.dedent(
+    """
+    import atexit
+    import torch.distributed as dist
+    from core.compute.distributed import join_process_group
+    # registered first, so it runs last (atexit is last in, first out): after the group's handler
+    atexit.register(lambda: print("joined at exit:", dist.is_initialized(), flush=True))
+    join_process_group("gloo")
+    join_process_group("gloo")  # a second run in the same process keeps the group
+    print("joined:", dist.is_initialized(), flush=True)
+    """
+)
+
+
+def test_a_process_that_joined_the_process_group_leaves_it_at_exit(tmp_path):
+    """Ending with the group still made, gloo's threads can abort the process as Python shuts
+    down (SIGABRT after the work is done; torchrun then fails the run)."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}  # fmt: skip
+    script = tmp_path / "leave.py"
+    script.write_text(LEAVE_SCRIPT)
+    command = [sys.executable, str(script)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["joined:", "True", "joined", "at", "exit:", "False"]
 
 
 def _digest(model) -> str:
