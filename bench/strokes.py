@@ -256,8 +256,9 @@ def main() -> None:
     p.add_argument("--precision", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-anchor", action="store_true", help="leave the random forest out")
-    p.add_argument("--network-only", action="store_true", help="the assistant without its quick classifier")
-    p.add_argument("--quick-only", action="store_true", help="its quick classifier alone (no wall clock)")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("--network-only", action="store_true", help="the network alone, no quick classifier")
+    only.add_argument("--quick-only", action="store_true", help="its quick classifier alone (no wall clock)")
     p.add_argument("--json", action="store_true", help="the figures as one JSON object on the last line")
     args = p.parse_args()
     data = (load_pairs(args.pairs) if args.pairs else nuclei_tiles(args.images))[: args.first]
